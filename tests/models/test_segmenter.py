@@ -1,0 +1,94 @@
+"""The segmenter: full-resolution forward pass, registry, strict loading, shipped weights."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from rodentseg.errors import RodentsegError
+from rodentseg.models import MODEL_REGISTRY, load_model
+from rodentseg.models.segmenter import Preprocessing, forward_full
+from tests.conftest import OPENFIELD, needs
+
+
+@pytest.mark.parametrize("h,w", [(480, 640), (61, 83), (33, 47)])  # odd sizes are padded
+def test_forward_full_resolution(random_model_dir, h, w):
+    m = load_model(str(random_model_dir), "cpu")
+    with torch.inference_mode():
+        out = forward_full(m.net, torch.rand(2, 1, h, w), m.pre)
+    assert out.shape == (2, 1, h, w)
+    probs = m.predict(np.zeros((1, h, w, 3), np.uint8))
+    assert probs.shape == (1, h, w) and probs.dtype == np.float32
+    assert 0 <= probs.min() and probs.max() <= 1
+
+
+def test_unknown_model_lists_known(tmp_path):
+    with pytest.raises(RodentsegError, match="unknown model 'rodent-xl'.*rodentseg-tiny"):
+        load_model("rodent-xl", "cpu")
+
+
+def test_missing_weights(random_model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(random_model_dir, d)
+    (d / "model.safetensors").unlink()
+    with pytest.raises(RodentsegError, match="no model.safetensors"):
+        load_model(str(d), "cpu")
+
+
+def test_weights_of_another_shape_are_refused(random_model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(random_model_dir, d)
+    sd = load_file(d / "model.safetensors")
+    key = next(k for k in sd if k.endswith("classifier.weight"))
+    sd[key] = torch.zeros(sd[key].shape[0] - 1, *sd[key].shape[1:])
+    save_file(sd, d / "model.safetensors")
+    with pytest.raises(RodentsegError, match="weights"):
+        load_model(str(d), "cpu")
+
+
+def test_missing_tensor_is_refused(random_model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(random_model_dir, d)
+    sd = load_file(d / "model.safetensors")
+    sd.pop(next(k for k in sd if k.endswith("classifier.bias")))
+    save_file(sd, d / "model.safetensors")
+    with pytest.raises(RodentsegError, match="strict loading|weights"):
+        load_model(str(d), "cpu")
+
+
+def test_wrong_config_key(random_model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(random_model_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["rodentseg"]["treshold"] = 0.4  # misspelt
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RodentsegError, match="unknown key.*treshold"):
+        load_model(str(d), "cpu")
+
+
+def test_cuda_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RodentsegError, match="sees none"):
+        load_model("rodentseg-tiny", "cuda")
+
+
+def test_preprocessing_is_stored_with_weights():
+    cfg = json.loads((MODEL_REGISTRY["rodentseg-tiny"] / "config.json").read_text())
+    assert Preprocessing.from_dict(cfg["rodentseg"]).upscale == 8
+    assert (MODEL_REGISTRY["rodentseg-tiny"] / "MODEL_CARD.md").is_file()
+
+
+@needs(OPENFIELD)
+def test_shipped_model_on_held_out_frames(default_model):
+    """The validation frames (last 20%, never trained on) are segmented at IoU >= 0.9 each."""
+    names = [f"img{i:04d}.png" for i in (93, 104, 115)]
+    frames = np.stack([np.asarray(Image.open(OPENFIELD / "frames" / n).convert("RGB")) for n in names])
+    gt = np.stack([np.asarray(Image.open(OPENFIELD / "masks" / n)) > 0 for n in names])
+    pred = default_model.predict(frames) > default_model.pre.threshold
+    iou = (pred & gt).sum((1, 2)) / (pred | gt).sum((1, 2))
+    assert iou.min() >= 0.9, iou
