@@ -1,0 +1,124 @@
+"""The ``rodentseg`` command line: ``segment``, ``train``, ``evaluate``, ``models``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rodentseg import __version__
+from rodentseg.errors import RodentsegError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_segment(sub) -> None:
+    from rodentseg.models import DEFAULT_MODEL
+
+    p = sub.add_parser("segment", help="segment and track every animal in videos",
+                       description="Write per-frame masks, identities, tables and an overlay "
+                                   "for each VIDEO into OUT/<video stem>/.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (any FFmpeg format)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registry name or model directory (default {DEFAULT_MODEL})")
+    p.add_argument("--animals", type=_positive_int, default=None,
+                   help="number of animals in the video; keeps exactly that many identities")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="frames per model call")
+    p.add_argument("--min-area", type=_positive_int, default=30,
+                   help="smallest animal in pixels (default 30)")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace finished results made with other options or weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_segment)
+
+
+def _run_segment(args) -> int:
+    from rodentseg.segment import SegmentOptions, segment_videos
+
+    opts = SegmentOptions(animals=args.animals, batch_size=args.batch_size,
+                          min_area=args.min_area, overlay=not args.no_overlay)
+    done, failed = segment_videos(args.videos, args.out, args.model, args.device, opts,
+                                  overwrite=args.overwrite, progress=not args.quiet)
+    for d in done:
+        print(f"wrote {d}")
+    for video, msg in failed.items():
+        print(f"error: {msg}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(args.videos)} videos failed", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a YAML recipe",
+                       description="Train the scratch-tiny recipe (the embedded default model).")
+    p.add_argument("--config", help="recipe YAML (e.g. configs/scratch-tiny.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set steps=500")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from rodentseg.train.scratch import load_config, train
+
+    scores = train(load_config(args.config, args.set))
+    print(f"validation mIoU {scores['val_miou']:.4f} (min {scores['val_min_iou']:.4f}) "
+          f"after {scores['steps']} steps, {scores['train_time_s']:.0f} s")
+    return 0
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the registered models")
+    p.set_defaults(func=_run_models)
+
+
+def _run_models(args) -> int:
+    from rodentseg.models import MODEL_REGISTRY
+
+    for name, path in MODEL_REGISTRY.items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rodentseg", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rodentseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment(sub)
+    _add_train(sub)
+    _add_models(sub)
+    try:
+        from rodentseg.evaluate.cli import add_evaluate_parser
+    except ImportError:
+        pass
+    else:
+        add_evaluate_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad input, with a one-line message)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RodentsegError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished results are kept, the unfinished one is discarded",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""`rodentseg segment` end to end on a real clip: output layout, round trips, resume, bad input."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rodentseg.cli import main
+from rodentseg.io.masks import iter_coco_frames
+from rodentseg.io.video import probe, read_frames
+from rodentseg.segment import TRACK_COLUMNS, SegmentOptions, segment_video
+
+
+@pytest.fixture(scope="module")
+def result(tracktor_clip, default_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg")
+    return segment_video(tracktor_clip, out, default_model, SegmentOptions(animals=1),
+                         progress=False)
+
+
+def test_layout(result):
+    assert sorted(p.name for p in result.iterdir()) == [
+        "masks", "masks.json", "overlay.mp4", "run.json", "tracks.csv"]
+    pngs = sorted(p.name for p in (result / "masks").iterdir())
+    assert pngs == [f"{i:06d}.png" for i in range(40)]
+    img = Image.open(result / "masks" / "000000.png")
+    assert img.mode == "L" and img.size == (640, 480)
+    assert not list(result.parent.glob(".*partial"))
+
+
+def test_one_mouse_found_in_every_frame(result):
+    rows = list(csv.DictReader((result / "tracks.csv").open()))
+    assert list(rows[0]) == TRACK_COLUMNS
+    assert [int(r["frame_idx"]) for r in rows] == list(range(40))
+    assert {r["track_id"] for r in rows} == {"1"}
+    areas = np.array([int(r["area_px"]) for r in rows])
+    assert 200 < areas.min() and areas.max() < 2000  # the tracktor mouse is ~40 px long
+
+
+def test_png_rle_and_table_agree(result):
+    rows = {int(r["frame_idx"]): r for r in csv.DictReader((result / "tracks.csv").open())}
+    for fm in iter_coco_frames(result / "masks.json"):
+        label = np.asarray(Image.open(result / "masks" / f"{fm.frame_idx:06d}.png"))
+        assert (fm.to_label_image() == label).all()  # RLE round trip = PNG, pixel for pixel
+        r = rows[fm.frame_idx]
+        ys, xs = np.nonzero(label == int(r["track_id"]))
+        assert int(r["area_px"]) == len(xs)
+        assert float(r["cx"]) == pytest.approx(xs.mean(), abs=0.01)
+        assert (int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])) == (
+            xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert float(r["time_s"]) == pytest.approx(fm.frame_idx / 30, abs=1e-3)
+
+
+def test_run_json_and_overlay(result, default_model):
+    run = json.loads((result / "run.json").read_text())
+    assert run["frame_count"] == 40 and run["fps"] == 30.0
+    assert run["weights_sha256"] == default_model.weights_sha256
+    assert len(run["video_sha256"]) == 64 and run["options"]["animals"] == 1
+    assert probe(result / "overlay.mp4").frame_count == 40
+    frame = next(read_frames(result / "overlay.mp4", 40))[1]
+    label = np.asarray(Image.open(result / "masks" / "000010.png"))
+    tinted = frame[10][label > 0].astype(int)
+    assert (tinted[:, 2] - tinted[:, 0]).mean() > 20  # track 1 is drawn blue over a grey mouse
+
+
+def test_rerun_skips_finished(result, tracktor_clip, default_model, capsys):
+    before = (result / "run.json").stat().st_mtime_ns
+    segment_video(tracktor_clip, result.parent, default_model, SegmentOptions(animals=1))
+    assert (result / "run.json").stat().st_mtime_ns == before
+    assert "already done" in capsys.readouterr().out
+
+
+def test_other_options_need_overwrite(tracktor_clip, default_model, tmp_path):
+    first = segment_video(tracktor_clip, tmp_path, default_model, SegmentOptions(overlay=False),
+                          progress=False)
+    snapshot = (first / "run.json").read_text()
+    code = main(["segment", str(tracktor_clip), "--out", str(tmp_path), "--quiet"])
+    assert code == 2 and (first / "run.json").read_text() == snapshot  # nothing lost
+    code = main(["segment", str(tracktor_clip), "--out", str(tmp_path), "--quiet", "--overwrite"])
+    assert code == 0 and (first / "overlay.mp4").is_file()
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_killed_run_is_redone(tracktor_clip, default_model, tmp_path):
+    stale = tmp_path / f".{tracktor_clip.stem}.partial"
+    (stale / "masks").mkdir(parents=True)
+    (stale / "masks" / "000000.png").write_bytes(b"half-written")
+    out = segment_video(tracktor_clip, tmp_path, default_model, SegmentOptions(overlay=False),
+                        progress=False)
+    assert not stale.exists() and len(list((out / "masks").iterdir())) == 40
+
+
+def test_failure_midway_leaves_no_result(tracktor_clip, default_model, tmp_path, monkeypatch):
+    import rodentseg.segment as seg
+
+    calls = {"n": 0}
+    real = seg.write_label_png
+
+    def flaky(path, fm):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise OSError(28, "No space left on device")
+        real(path, fm)
+
+    monkeypatch.setattr(seg, "write_label_png", flaky)
+    with pytest.raises(OSError):
+        segment_video(tracktor_clip, tmp_path, default_model, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bad_inputs(tracktor_clip, tmp_path, capsys):
+    cases = {
+        "missing": (["segment", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o")],
+                    "video not found"),
+        "not a video": (["segment", str(tmp_path / "notes.mp4"), "--out", str(tmp_path / "o")],
+                        "not a video"),
+        "out is a file": (["segment", str(tracktor_clip), "--out", str(tmp_path / "f" / "x")],
+                          "cannot write to output directory"),
+        "unknown model": (["segment", str(tracktor_clip), "--out", str(tmp_path / "o"),
+                           "--model", "mousenet"], "expected one of \\['rodentseg-tiny'\\]"),
+    }
+    (tmp_path / "notes.mp4").write_text("hello")
+    (tmp_path / "f").write_text("a file where a folder should be")
+    for name, (argv, message) in cases.items():
+        assert main(argv + ["--quiet"]) == 2, name
+        err = capsys.readouterr().err
+        assert pytest.importorskip("re").search(message, err), (name, err)
+        assert "Traceback" not in err
+
+
+def test_cli_bad_video_does_not_stop_the_others(tracktor_clip, tmp_path, capsys):
+    good = tmp_path / "good.mp4"
+    shutil.copy(tracktor_clip, good)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(tracktor_clip.read_bytes()[:5000])
+    code = main(["segment", str(bad), str(good), "--out", str(tmp_path / "o"), "--quiet",
+                 "--no-overlay"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 of 2 videos failed" in err and "bad.mp4" in err
+    assert (tmp_path / "o" / "good" / "run.json").is_file()
+    assert not (tmp_path / "o" / "bad").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--animals", "0"], "positive integer"),   # argparse rejects before anything runs
+    (["--batch-size", "x"], "positive integer"),
+])
+def test_cli_bad_options(tracktor_clip, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(["segment", str(tracktor_clip), "--out", str(tmp_path)] + argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
