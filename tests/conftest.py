@@ -58,15 +58,11 @@ def tracktor_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def random_model_dir(tmp_path_factory) -> Path:
-    """A randomly initialised rodentseg-tiny saved with save_pretrained (no weights shipped)."""
-    from transformers import SegformerForSemanticSegmentation
-
-    from rodentseg.models.segmenter import tiny_config
+    """A randomly initialised rodentseg-tiny, saved as training saves it."""
+    from rodentseg.models.segmenter import RodentSegNet, save_segmenter, tiny_config
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("models") / "random-tiny"
-    SegformerForSemanticSegmentation(tiny_config()).save_pretrained(path)
-    return path
+    return save_segmenter(RodentSegNet(tiny_config()), tmp_path_factory.mktemp("models") / "random-tiny")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ from PIL import Image
 from rodentseg.cli import main
 from rodentseg.io.masks import iter_coco_frames
 from rodentseg.io.video import probe, read_frames
-from rodentseg.segment import TRACK_COLUMNS, SegmentOptions, segment_video
+from rodentseg.io.results import TRACK_COLUMNS
+from rodentseg.segment import SegmentOptions, segment_video
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +95,10 @@ def test_killed_run_is_redone(tracktor_clip, default_model, tmp_path):
 
 
 def test_failure_midway_leaves_no_result(tracktor_clip, default_model, tmp_path, monkeypatch):
-    import rodentseg.segment as seg
+    import rodentseg.io.results as results
 
     calls = {"n": 0}
-    real = seg.write_label_png
+    real = results.write_label_png
 
     def flaky(path, fm):
         calls["n"] += 1
@@ -105,7 +106,7 @@ def test_failure_midway_leaves_no_result(tracktor_clip, default_model, tmp_path,
             raise OSError(28, "No space left on device")
         real(path, fm)
 
-    monkeypatch.setattr(seg, "write_label_png", flaky)
+    monkeypatch.setattr(results, "write_label_png", flaky)
     with pytest.raises(OSError):
         segment_video(tracktor_clip, tmp_path, default_model, progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
+
+
+#: Modules that each add one subcommand with ``add_parser(subparsers)``.
+SUBCOMMAND_MODULES = ["rodentseg.evaluate.cli", "rodentseg.track.cli", "rodentseg.annotate.cli",
+                      "rodentseg.export.cli", "rodentseg.app.cli"]
 
 
 def _positive_int(text: str) -> int:
@@ -40,12 +47,30 @@ def _add_segment(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace finished results made with other options or weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--eval", metavar="GT", type=Path,
+                   help="after the run, score the masks against GT (label PNG folder or COCO "
+                        "JSON) into OUT/<stem>/eval/ (one video only)")
+    p.add_argument("--eval-only", action="store_true",
+                   help="do not segment: re-score the existing OUT/<stem>/ against --eval GT")
+    p.add_argument("--keypoints", type=Path,
+                   help="with --eval: human keypoints (DeepLabCut, SLEAP or frame,bodypart,x,y "
+                        "CSV) to check the masks against")
     p.set_defaults(func=_run_segment)
 
 
 def _run_segment(args) -> int:
     from rodentseg.segment import SegmentOptions, segment_videos
 
+    if (args.eval or args.eval_only) and len(args.videos) != 1:
+        raise RodentsegError(f"--eval scores one video; got {len(args.videos)} videos")
+    if args.eval_only and not (args.eval or args.keypoints):
+        raise RodentsegError("--eval-only needs --eval GT (or --keypoints) to score against")
+    if args.eval_only:
+        result = args.out / Path(args.videos[0]).stem
+        if not (result / "run.json").is_file():
+            raise RodentsegError(f"--eval-only: {result} holds no finished result; run "
+                                 "`rodentseg segment` first (without --eval-only)")
+        return _evaluate_result(result, args)
     opts = SegmentOptions(animals=args.animals, batch_size=args.batch_size,
                           min_area=args.min_area, overlay=not args.no_overlay)
     done, failed = segment_videos(args.videos, args.out, args.model, args.device, opts,
@@ -56,7 +81,22 @@ def _run_segment(args) -> int:
         print(f"error: {msg}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} of {len(args.videos)} videos failed", file=sys.stderr)
-    return 2 if failed else 0
+        return 2
+    if args.eval or args.keypoints:
+        return _evaluate_result(done[0], args)
+    return 0
+
+
+def _evaluate_result(result: Path, args) -> int:
+    from rodentseg.evaluate import evaluate_folders
+    from rodentseg.evaluate.cli import print_summary
+
+    video = Path(args.videos[0])
+    r = evaluate_folders(result / "masks", args.eval, result / "eval",
+                         video=None if video.is_dir() else video,
+                         frames=video if video.is_dir() else None, keypoints=args.keypoints)
+    print_summary(r, result / "eval")
+    return 0
 
 
 def _add_train(sub) -> None:
@@ -90,6 +130,13 @@ def _run_models(args) -> int:
     return 0
 
 
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package is not there (yet)
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rodentseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rodentseg {__version__}")
@@ -97,12 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(sub)
     _add_train(sub)
     _add_models(sub)
-    try:
-        from rodentseg.evaluate.cli import add_evaluate_parser
-    except ImportError:
-        pass
-    else:
-        add_evaluate_parser(sub)
+    for name in SUBCOMMAND_MODULES:
+        if _module_exists(name):
+            importlib.import_module(name).add_parser(sub)
     return parser
 
 

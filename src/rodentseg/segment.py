@@ -1,26 +1,15 @@
 """``rodentseg segment``: video in, per-animal masks, identities, tables and an overlay out.
 
-For a video ``VIDEO`` and an output folder ``OUT`` the result is ``OUT/<video stem>/``:
-
-- ``masks/NNNNNN.png``: 8-bit label image per frame, pixel = ``track_id`` (0 = background);
-- ``masks.json``: the same masks as COCO RLE, ``image_id`` = frame index, ``track_id`` per
-  annotation;
-- ``tracks.csv``: one row per animal per frame (``frame_idx, time_s, track_id, area_px, cx, cy,
-  x0, y0, x1, y1, score``; pixels, box ``xyxy`` with x1/y1 exclusive, time = frame_idx / fps);
-- ``overlay.mp4``: the video with coloured masks and ids;
-- ``run.json``: version, model and weights hash, video sha256, fps, frame count, options, timings.
-
-Everything is written into ``OUT/.<stem>.partial/`` and renamed to ``OUT/<stem>/`` only when
-complete. A run that was killed leaves only the partial folder, which the next run replaces;
-videos whose finished output matches (same video hash, model weights and options) are skipped.
-Memory stays constant: frames are decoded, segmented and written batch by batch.
+For a video ``VIDEO`` and an output folder ``OUT`` the result is ``OUT/<video stem>/`` in the
+layout of :mod:`rodentseg.io.results` (``masks/``, ``masks.json``, ``tracks.csv``,
+``overlay.mp4``, ``run.json``), published only when complete. A killed run leaves only a partial
+folder, which the next run replaces; videos whose finished output matches (same video hash,
+model weights and options) are skipped. Memory stays constant: frames are decoded, segmented and
+written batch by batch, and the writing of one batch overlaps the model call of the next.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import platform
 import shutil
 import time
@@ -29,22 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
-from rodentseg.io.masks import CocoWriter, write_label_png
-from rodentseg.io.video import VideoWriter, probe, read_frames
+from rodentseg.io.results import TRACK_COLUMNS, ResultWriter, prepare, publish
+from rodentseg.io.video import probe, read_frames, sha256_input
 from rodentseg.models import Segmenter, load_model
-from rodentseg.models.segmenter import sha256_file
-from rodentseg.overlay import draw_masks
 from rodentseg.track.instances import split_instances
 from rodentseg.track.tracker import Tracker
-from rodentseg.types import FrameMasks
 
-TRACK_COLUMNS = ["frame_idx", "time_s", "track_id", "area_px", "cx", "cy",
-                 "x0", "y0", "x1", "y1", "score"]
+__all__ = ["TRACK_COLUMNS", "SegmentOptions", "segment_video", "segment_videos"]
 
 
 @dataclass(frozen=True)
@@ -68,42 +52,6 @@ class SegmentOptions:
             raise RodentsegError(f"--animals must be between 1 and 255, got {self.animals}")
         if self.batch_size < 1:
             raise RodentsegError(f"--batch-size must be >= 1, got {self.batch_size}")
-
-
-def _frame_rows(fm: FrameMasks, fps: float) -> list[list]:
-    rows = []
-    for oid, m, s in zip(fm.obj_ids, fm.masks, fm.scores):
-        ys, xs = np.nonzero(m)
-        rows.append([fm.frame_idx, round(fm.frame_idx / fps, 4), int(oid), len(xs),
-                     round(float(xs.mean()), 2), round(float(ys.mean()), 2), int(xs.min()),
-                     int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, round(float(s), 4)])
-    return rows
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe_file = out / f".rodentseg-write-test-{os.getpid()}"
-        probe_file.write_bytes(b"")
-        probe_file.unlink()
-    except OSError as e:
-        raise RodentsegError(
-            f"cannot write to output directory {out}: {e.strerror or e}; "
-            "expected a directory you can create and write in"
-        ) from None
-
-
-def _run_signature(video_sha: str, model: Segmenter, opts: SegmentOptions) -> dict:
-    return {"video_sha256": video_sha, "weights_sha256": model.weights_sha256,
-            "options": asdict(opts)}
-
-
-def _matches(run_json: Path, signature: dict) -> bool:
-    try:
-        done = json.loads(run_json.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return all(done.get(k) == v for k, v in signature.items())
 
 
 def segment_video(video: str | Path, out: str | Path, model: Segmenter,
@@ -131,89 +79,71 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
     video, out = Path(video), Path(out)
     t_start = time.perf_counter()
     info = probe(video)
-    _check_writable(out)
-    final = out / video.stem
-    signature = _run_signature(sha256_file(video), model, opts)
-    if final.exists():
-        if _matches(final / "run.json", signature):
-            if progress:
-                print(f"{video}: already done in {final} (same video, model and options); skipped")
-            return final
-        if not overwrite:
-            raise RodentsegError(
-                f"{final} already holds a result of another run (different video, model or "
-                "options); pass --overwrite to replace it, or choose another --out"
-            )
-    partial = out / f".{video.stem}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / "masks").mkdir(parents=True)
+    signature = {"video_sha256": sha256_input(video), "weights_sha256": model.weights_sha256,
+                 "options": asdict(opts)}
+    partial = prepare(out, video.stem, signature, overwrite)
+    if partial is None:
+        if progress:
+            print(f"{video}: already done in {out / video.stem} (same video, model and options); "
+                  "skipped")
+        return out / video.stem
     tracker = Tracker(n_animals=opts.animals)
     timings = {"decode_s": 0.0, "model_s": 0.0, "instances_s": 0.0, "write_s": 0.0}
     n_frames = 0
-    overlay = (VideoWriter(partial / "overlay.mp4", info.width, info.height, info.fps)
-               if opts.overlay else None)
     bar = tqdm(total=info.frame_count, unit="frame", desc=video.name, disable=not progress,
                dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=1)  # writing overlaps the next batch's model call
     pending = None
+    writer = None
+
+    def write_batch(frames, results) -> float:
+        t = time.perf_counter()
+        for frame, fm in zip(frames, results):
+            writer.write(fm, frame)
+        return time.perf_counter() - t
+
     try:
-        with CocoWriter(partial / "masks.json", info.width, info.height) as coco, \
-                (partial / "tracks.csv").open("w", newline="") as tf:
-            table = csv.writer(tf)
-            table.writerow(TRACK_COLUMNS)
-
-            def write_batch(frames: np.ndarray, results: list[FrameMasks]) -> float:
-                t = time.perf_counter()
-                for frame, fm in zip(frames, results):
-                    write_label_png(partial / "masks" / f"{fm.frame_idx:06d}.png", fm)
-                    coco.add(fm)
-                    table.writerows(_frame_rows(fm, info.fps))
-                    if overlay is not None:
-                        overlay.write(draw_masks(frame, fm))
-                return time.perf_counter() - t
-
-            t = time.perf_counter()
-            for first, frames in read_frames(video, opts.batch_size):
-                t1 = time.perf_counter()
-                probs = model.predict(frames)
-                t2 = time.perf_counter()
-                results = []
-                for k, prob in enumerate(probs):
-                    inst = split_instances(prob, model.pre.threshold, opts.animals,
-                                           opts.min_area, priors=tracker.predicted_centroids())
-                    results.append(tracker.update(first + k, inst.masks, inst.scores))
-                t3 = time.perf_counter()
-                if pending is not None:
-                    timings["write_s"] += pending.result()
-                pending = pool.submit(write_batch, frames, results)
-                timings["decode_s"] += t1 - t
-                timings["model_s"] += t2 - t1
-                timings["instances_s"] += t3 - t2
-                n_frames += len(frames)
-                bar.update(len(frames))
-                if on_batch is not None:
-                    on_batch(n_frames)
-                t = time.perf_counter()
+        writer = ResultWriter(partial, info.width, info.height, info.fps, overlay=opts.overlay)
+        t = time.perf_counter()
+        for first, frames in read_frames(video, opts.batch_size):
+            t1 = time.perf_counter()
+            probs = model.predict(frames)
+            t2 = time.perf_counter()
+            results = []
+            for k, prob in enumerate(probs):
+                inst = split_instances(prob, model.pre.threshold, opts.animals, opts.min_area,
+                                       priors=tracker.predicted_centroids())
+                results.append(tracker.update(first + k, inst.masks, inst.scores))
+            t3 = time.perf_counter()
             if pending is not None:
                 timings["write_s"] += pending.result()
-                pending = None
-        if overlay is not None:
-            overlay.close()
-            overlay = None
+            pending = pool.submit(write_batch, frames, results)
+            timings["decode_s"] += t1 - t
+            timings["model_s"] += t2 - t1
+            timings["instances_s"] += t3 - t2
+            n_frames += len(frames)
+            bar.update(len(frames))
+            if on_batch is not None:
+                on_batch(n_frames)
+            t = time.perf_counter()
+        if pending is not None:
+            timings["write_s"] += pending.result()
+            pending = None
+        writer.close()
     except BaseException:
         if pending is not None:
-            pending.result()
-        if overlay is not None:
-            overlay.__exit__(RuntimeError, None, None)
-        bar.close()
-        pool.shutdown()
+            pending.exception()  # wait for the writer thread before tearing down
+        if writer is not None:
+            writer.abort()
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    bar.close()
-    pool.shutdown()
+    finally:
+        bar.close()
+        pool.shutdown()
     total = time.perf_counter() - t_start
     run = {
         "rodentseg_version": __version__,
+        "command": "segment",
         "model": model.name,
         **signature,
         "video": str(video.resolve()),
@@ -223,16 +153,7 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
         "timings": {**{k: round(v, 3) for k, v in timings.items()}, "total_s": round(total, 3),
                     "fps": round(n_frames / total, 2)},
     }
-    (partial / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    if final.exists():  # overwrite: swap in, then drop the old result
-        old = out / f".{video.stem}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(partial, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, final)
-    return final
+    return publish(partial, run)
 
 
 def segment_videos(videos: list[str | Path], out: str | Path, model_name: str, device: str,

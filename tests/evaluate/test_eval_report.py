@@ -123,10 +123,10 @@ def test_bad_input_exits_2_with_a_message(data, monkeypatch, capsys, argv, messa
     assert message in capsys.readouterr().err
 
 
-def test_frames_out_of_order_are_an_error(tmp_path):
-    # image ids in one order, frame indices (from the file names) in the other
-    coco = {"images": [{"id": 1, "file_name": "img0005.png", "width": 4, "height": 4},
-                       {"id": 2, "file_name": "img0002.png", "width": 4, "height": 4}],
+def test_duplicate_frame_index_is_an_error(tmp_path):
+    # two images whose file names give the same frame index
+    coco = {"images": [{"id": 1, "file_name": "img0002.png", "width": 4, "height": 4},
+                       {"id": 2, "file_name": "cam2_0002.png", "width": 4, "height": 4}],
             "annotations": []}
     (tmp_path / "c.json").write_text(json.dumps(coco))
     with pytest.raises(RodentsegError, match="increasing order"):

@@ -59,9 +59,29 @@ def test_missing_video(tmp_path):
         probe(tmp_path / "nope.mp4")
 
 
-def test_directory_is_not_a_video(tmp_path):
-    with pytest.raises(RodentsegError, match="is a directory"):
+def test_directory_without_images(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(RodentsegError, match="directory with no images"):
         probe(tmp_path)
+
+
+def test_image_folder_is_a_video(tmp_path):
+    from PIL import Image
+
+    from rodentseg.io.video import sha256_input
+
+    for i in (2, 0, 1):  # written out of order, read in name order
+        Image.fromarray(np.full((20, 30), 10 * i, np.uint8)).save(tmp_path / f"img{i:04d}.png")
+    info = probe(tmp_path)
+    assert (info.width, info.height, info.frame_count, info.codec) == (30, 20, 3, "images")
+    frames = np.concatenate([b for _, b in read_frames(tmp_path, 2)])
+    assert frames.shape == (3, 20, 30, 3) and frames[:, 0, 0, 0].tolist() == [0, 10, 20]
+    digest = sha256_input(tmp_path)
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "img0002.png")
+    assert sha256_input(tmp_path) != digest
+    Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "img0003.png")
+    with pytest.raises(RodentsegError, match="expected 30x20"):
+        list(read_frames(tmp_path, 8))
 
 
 def test_text_file_is_not_a_video(tmp_path):

@@ -68,6 +68,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
                          keypoints=args.keypoints, boundary_tol=args.boundary_tol,
                          match=args.match, semantic=args.semantic, worst=args.worst,
                          min_likelihood=args.min_likelihood, progress=sys.stderr.isatty())
+    print_summary(r, args.out)
+    return 0
+
+
+def print_summary(r: dict, out) -> None:
+    """Print the headline figures of an :func:`evaluate_folders` result."""
     fr = r["frames"]
     if "evaluated" in fr:
         print(f"evaluated {fr['evaluated']} frames ({fr['gt_only_empty_prediction']} only in GT, "
@@ -81,8 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"keypoints in {side} masks: {k['inside_any_count']}/{k['points']} inside any "
               f"({_fmt(k['inside_any'], True)}), {k['inside_right_count']}/{k['points']} inside "
               f"the right animal's ({_fmt(k['inside_right'], True)})")
-    print(f"wrote {args.out}")
-    return 0
+    print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,3 +105,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+add_parser = add_evaluate_parser  # the name rodentseg.cli looks for

@@ -1,8 +1,13 @@
 """Streaming video read and write on PyAV: frames are decoded when needed and encoded when made,
-so memory does not grow with the length of the video."""
+so memory does not grow with the length of the video.
+
+A folder of images (``.png``, ``.jpg``, ``.tif`` ..., e.g. a DeepLabCut ``labeled-data`` folder)
+is read as a video too: frames in file-name order, at a nominal :data:`IMAGE_FOLDER_FPS`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,8 +16,26 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from rodentseg.errors import RodentsegError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Frame rate assumed for a folder of images (it has none of its own).
+IMAGE_FOLDER_FPS = 30.0
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images of a folder in name order.
+
+    Raises:
+        RodentsegError: the folder holds no image.
+    """
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise RodentsegError(f"expected a video file or a folder of images ({', '.join(IMAGE_EXTS)})"
+                             f"; {folder} is a directory with no images")
+    return files
 
 
 @dataclass(frozen=True)
@@ -44,8 +67,6 @@ class VideoInfo:
 def _open(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise RodentsegError(f"video not found: {path} (expected a path to a video file)")
-    if not path.is_file():
-        raise RodentsegError(f"expected a video file, {path} is a directory")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
@@ -68,6 +89,12 @@ def probe(path: str | Path) -> VideoInfo:
             whose frames cannot be decoded is reported by :func:`read_frames`.)
     """
     path = Path(path)
+    if path.is_dir():
+        files = image_files(path)
+        with Image.open(files[0]) as im:
+            w, h, mode = im.width, im.height, im.mode
+        return VideoInfo(path, w, h, IMAGE_FOLDER_FPS, len(files), True,
+                         len(files) / IMAGE_FOLDER_FPS, "images", mode.lower())
     with _open(path) as c:
         s = c.streams.video[0]
         fps = float(s.average_rate or s.guessed_rate or 0) or 30.0
@@ -88,7 +115,7 @@ def read_frames(path: str | Path, batch_size: int = 1) -> Iterator[tuple[int, np
     """Decode a video one batch at a time.
 
     Args:
-        path: the video file.
+        path: the video file, or a folder of images.
         batch_size: frames per yielded batch (the last batch may be shorter).
 
     Yields:
@@ -101,6 +128,9 @@ def read_frames(path: str | Path, batch_size: int = 1) -> Iterator[tuple[int, np
     """
     path = Path(path)
     info = probe(path)
+    if path.is_dir():
+        yield from _read_images(path, info, batch_size)
+        return
     n = 0
     batch: list[np.ndarray] = []
     with _open(path) as c:
@@ -127,6 +157,36 @@ def read_frames(path: str | Path, batch_size: int = 1) -> Iterator[tuple[int, np
             f"{path} is truncated or corrupt: the container declares {info.frame_count} frames "
             f"but only {n} could be decoded"
         )
+
+
+def _read_images(folder: Path, info: VideoInfo, batch_size: int):
+    files = image_files(folder)
+    for first in range(0, len(files), batch_size):
+        batch = []
+        for p in files[first:first + batch_size]:
+            try:
+                with Image.open(p) as im:
+                    frame = np.asarray(im.convert("RGB"))
+            except OSError as e:
+                raise RodentsegError(f"{p} is not a readable image: {e}") from None
+            if frame.shape[:2] != (info.height, info.width):
+                raise RodentsegError(f"{p} is {frame.shape[1]}x{frame.shape[0]}, expected "
+                                     f"{info.width}x{info.height} like {files[0].name}")
+            batch.append(frame)
+        yield first, np.stack(batch)
+
+
+def sha256_input(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a video file, or of a folder's images (names and bytes, in order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for p in image_files(path) if path.is_dir() else [path]:
+        if path.is_dir():
+            h.update(p.name.encode())
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()
 
 
 class VideoWriter:

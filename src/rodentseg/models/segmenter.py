@@ -1,14 +1,16 @@
 """The rodent segmenter: a SegFormer that reads full-resolution frames at half-resolution cost.
 
-Architecture (``rodentseg-tiny``): the frame's luma (B, 1, H, W) is space-to-depth folded by 2
-(``pixel_unshuffle``) into (B, 4, H/2, W/2), so no pixel is dropped, and fed to a
-``transformers`` ``SegformerForSemanticSegmentation`` (MiT encoder + all-MLP decoder, Xie et al.
-2021, "SegFormer: Simple and Efficient Design for Semantic Segmentation with Transformers").
-The decoder's logits come out at 1/8 of the frame; of its ``upscale**2 + 1`` channels, the first
-``upscale**2`` are depth-to-space unfolded (``pixel_shuffle``, Shi et al. 2016) into full
-resolution detail and the last is a coarse logit upsampled bilinearly; their sum is the
-full-resolution rodent logit. Preprocessing settings live in the model's ``config.json`` under
-the key ``rodentseg`` so that weights and preprocessing always travel together.
+Architecture (``rodentseg-tiny``, :class:`RodentSegNet`): the frame's luma (B, 1, H, W) is
+space-to-depth folded by 2 (``pixel_unshuffle``) into (B, 4, H/2, W/2), so no pixel is dropped,
+and fed to a ``transformers`` ``SegformerForSemanticSegmentation`` (MiT encoder + all-MLP
+decoder; Xie et al. 2021, "SegFormer: Simple and Efficient Design for Semantic Segmentation with
+Transformers"). The decoder's output at 1/8 of the frame has ``16 * refine_channels + 1``
+channels: the last is a coarse logit, upsampled bilinearly; the others are unfolded
+depth-to-space (``pixel_shuffle``, Shi et al. 2016) to half resolution, concatenated with the
+folded input pixels, refined by two 3x3 convolutions and unfolded again to full resolution,
+where they are added to the coarse logit. The refinement sees every input pixel, which is what
+recovers thin tails and exact body outlines. Settings live in the model's ``config.json`` under
+the key ``rodentseg``, so weights, preprocessing and head shape always travel together.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
-from transformers.utils import logging as hf_logging
 
 from rodentseg.errors import RodentsegError
 
@@ -32,13 +35,16 @@ CONFIG_FILE = "config.json"
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How frames become model input and logits become masks (stored with the weights).
+    """How frames become model input and logits become masks, and the head's shape (stored
+    with the weights in ``config.json["rodentseg"]``).
 
     Attributes:
         space_to_depth: fold factor applied to the full-resolution luma before the encoder.
         upscale: the decoder output stride relative to the frame (4 * space_to_depth).
         mean, std: normalisation of luma in [0, 1]: ``(luma - mean) / std``.
         threshold: probability above which a pixel is rodent.
+        refine_channels: decoder channels unfolded to half resolution for the refinement.
+        refine_hidden: width of the refinement's hidden 3x3 convolution.
     """
 
     space_to_depth: int = 2
@@ -46,6 +52,8 @@ class Preprocessing:
     mean: float = 0.5
     std: float = 0.25
     threshold: float = 0.5
+    refine_channels: int = 4
+    refine_hidden: int = 16
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
@@ -64,7 +72,7 @@ def tiny_config(**overrides) -> SegformerConfig:
     pre = Preprocessing()
     kw = dict(
         num_channels=pre.space_to_depth**2,
-        num_labels=pre.upscale**2 + 1,
+        num_labels=(pre.upscale // pre.space_to_depth) ** 2 * pre.refine_channels + 1,
         hidden_sizes=[16, 32, 64, 128],
         depths=[1, 1, 2, 2],
         num_attention_heads=[1, 1, 2, 4],
@@ -77,6 +85,42 @@ def tiny_config(**overrides) -> SegformerConfig:
     cfg = SegformerConfig(**kw)
     cfg.rodentseg = asdict(pre)
     return cfg
+
+
+class RodentSegNet(nn.Module):
+    """SegFormer plus the half-resolution refinement head (see the module docstring).
+
+    Args:
+        config: a ``SegformerConfig`` with a ``rodentseg`` block (:func:`tiny_config`).
+    """
+
+    def __init__(self, config: SegformerConfig):
+        super().__init__()
+        self.config = config
+        self.pre = Preprocessing.from_dict(config.rodentseg)
+        p = self.pre
+        expected = (p.upscale // p.space_to_depth) ** 2 * p.refine_channels + 1
+        if config.num_labels != expected or config.num_channels != p.space_to_depth**2:
+            raise RodentsegError(
+                f"config has num_channels={config.num_channels}, num_labels={config.num_labels};"
+                f" the rodentseg block needs {p.space_to_depth ** 2} and {expected}")
+        self.segformer = SegformerForSemanticSegmentation(config)
+        fold = p.space_to_depth**2
+        self.refine = nn.Sequential(
+            nn.Conv2d(p.refine_channels + fold, p.refine_hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(p.refine_hidden, fold, 3, padding=1),
+        )
+
+
+def save_segmenter(net: RodentSegNet, path: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (loadable by ``--model path``)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    net.config.to_json_file(path / CONFIG_FILE)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path / WEIGHTS_FILE,
+              metadata={"format": "pt"})
+    return path
 
 
 def to_luma(frames: torch.Tensor) -> torch.Tensor:
@@ -94,13 +138,11 @@ def to_luma(frames: torch.Tensor) -> torch.Tensor:
     return x[:, None]
 
 
-def forward_full(net: SegformerForSemanticSegmentation, luma: torch.Tensor,
-                 pre: Preprocessing) -> torch.Tensor:
+def forward_full(net: RodentSegNet, luma: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     """Full-resolution rodent logits for a batch of luma frames (training and inference path).
 
     Args:
-        net: the SegFormer with ``num_channels = space_to_depth**2`` and
-            ``num_labels = upscale**2 + 1``.
+        net: the network.
         luma: (B, 1, H, W) float in [0, 1]; any H, W (padded internally to a multiple of
             ``upscale``, and to at least ``upscale * sr_ratios[0]`` = 64 pixels).
         pre: the model's preprocessing settings.
@@ -115,10 +157,11 @@ def forward_full(net: SegformerForSemanticSegmentation, luma: torch.Tensor,
     x = (luma - pre.mean) / pre.std
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    x = F.pixel_unshuffle(x, pre.space_to_depth)
-    out = net(pixel_values=x).logits  # (B, s*s + 1, (h+ph)/s, (w+pw)/s)
-    fine = F.pixel_shuffle(out[:, : s * s], s)
-    coarse = F.interpolate(out[:, s * s :], scale_factor=s, mode="bilinear", align_corners=False)
+    x = F.pixel_unshuffle(x, pre.space_to_depth)  # (B, 4, H/2, W/2)
+    out = net.segformer(pixel_values=x).logits  # (B, 16 * C + 1, H/8, W/8)
+    half = F.pixel_shuffle(out[:, :-1], s // pre.space_to_depth)  # (B, C, H/2, W/2)
+    fine = F.pixel_shuffle(net.refine(torch.cat([half, x], 1)), pre.space_to_depth)
+    coarse = F.interpolate(out[:, -1:], scale_factor=s, mode="bilinear", align_corners=False)
     return (fine + coarse)[:, :, :h, :w]
 
 
@@ -136,7 +179,7 @@ class Segmenter:
         device: torch device the model runs on.
     """
 
-    def __init__(self, net: SegformerForSemanticSegmentation, pre: Preprocessing, name: str,
+    def __init__(self, net: RodentSegNet, pre: Preprocessing, name: str,
                  path: Path, device: torch.device):
         self.net = net.eval().to(device)
         self.pre = pre
@@ -183,7 +226,7 @@ def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:
         if not (path / fname).is_file():
             raise RodentsegError(
                 f"model directory {path} has no {fname}; expected {CONFIG_FILE} and "
-                f"{WEIGHTS_FILE} (as written by save_pretrained), found "
+                f"{WEIGHTS_FILE} (as written by `rodentseg train`), found "
                 f"{sorted(p.name for p in path.iterdir()) or 'nothing'}"
             )
     try:
@@ -195,18 +238,18 @@ def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:
             f"{path / CONFIG_FILE} has no 'rodentseg' block: this is not a rodentseg segmenter "
             "(expected a directory written by `rodentseg` training)"
         )
-    pre = Preprocessing.from_dict(cfg_dict["rodentseg"])
-    hf_logging.disable_progress_bar()
     try:
-        net, info = SegformerForSemanticSegmentation.from_pretrained(
-            path, output_loading_info=True
-        )
-    except Exception as e:  # safetensors header errors, shape errors, ...
-        raise RodentsegError(f"could not load weights from {path / WEIGHTS_FILE}: {e}") from None
-    problems = {k: v for k, v in info.items() if v}
-    if problems:
+        net = RodentSegNet(SegformerConfig.from_dict(cfg_dict))
+    except (TypeError, ValueError) as e:
+        raise RodentsegError(f"{path / CONFIG_FILE} is not a valid segmenter config: {e}") from None
+    try:
+        state = load_file(path / WEIGHTS_FILE)
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise RodentsegError(f"could not read {path / WEIGHTS_FILE}: {e}") from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
         raise RodentsegError(
             f"weights in {path / WEIGHTS_FILE} do not match {path / CONFIG_FILE} "
-            f"(strict loading): {problems}"
-        )
-    return Segmenter(net, pre, name, path, device)
+            f"(strict loading): {e}") from None
+    return Segmenter(net, net.pre, name, path, device)

@@ -145,7 +145,8 @@ class CopyPasteAugment:
         if real.any():
             idx = torch.randint(0, n_src, (int(real.sum()),), generator=g)
             scale = self._rand(len(idx), *c.real_scale)
-            img[real], lab[real] = self._warp([self.frames, self.masks], scale, idx, "reflection")
+            img[real], warped = self._warp([self.frames, self.masks], scale, idx, "reflection")
+            lab[real] = (warped > 0.5).float()
         if synth.any():
             img[synth] = self._synthetic(int(synth.sum()))
         median = ~real & ~synth

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
-from transformers import SegformerForSemanticSegmentation
 
 from rodentseg.errors import RodentsegError
-from rodentseg.models.segmenter import Preprocessing, forward_full, tiny_config
+from rodentseg.models.segmenter import (Preprocessing, RodentSegNet, forward_full, save_segmenter,
+                                        tiny_config)
 from rodentseg.train.augment import AugmentConfig, CopyPasteAugment
+from rodentseg.train.card import write_model_card
 from rodentseg.train.data import load_labelled_frames, temporal_split
 
 
@@ -136,8 +137,8 @@ def train(cfg: TrainConfig) -> dict:
     train_set, val_set = data.subset(tr), data.subset(va)
     torch.manual_seed(cfg.seed)
     net_cfg = tiny_config()
-    pre = Preprocessing(**net_cfg.rodentseg)
-    net = SegformerForSemanticSegmentation(net_cfg).train()
+    pre = Preprocessing.from_dict(net_cfg.rodentseg)
+    net = RodentSegNet(net_cfg).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     aug = CopyPasteAugment(train_set, cfg.augment, seed=cfg.seed)
     ckpt = out / "checkpoint"
@@ -185,14 +186,22 @@ def train(cfg: TrainConfig) -> dict:
             shutil.rmtree(ckpt, ignore_errors=True)
             os.replace(tmp, ckpt)
     net.eval()
-    net.save_pretrained(out / "model")
+    save_segmenter(net, out / "model")
     ious = validate(net, pre, val_set.frames, val_set.masks)
     scores = {"val_miou": float(ious.mean()), "val_min_iou": float(ious.min()),
               "val_frames": val_set.names, "train_frames": len(train_set.names),
               "steps": cfg.steps, "train_time_s": round(time.perf_counter() - t0, 1)}
     (out / "scores.yaml").write_text(yaml.safe_dump(scores, sort_keys=False))
     plot_curve(metrics_path, out / "curve.png")
+    write_model_card(out / "model", cfg, scores, net_cfg, hardware_name())
     return scores
+
+
+def hardware_name() -> str:
+    """Where this process trains, for the model card (GPU name, else the CPU core count)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{torch.get_num_threads()} CPU threads ({os.cpu_count()} cores)"
 
 
 def plot_curve(metrics_csv: Path, png: Path) -> None:
