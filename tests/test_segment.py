@@ -115,7 +115,7 @@ def test_failure_midway_leaves_no_result(tracktor_clip, default_model, tmp_path,
 def test_cli_bad_inputs(tracktor_clip, tmp_path, capsys):
     cases = {
         "missing": (["segment", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o")],
-                    "video not found"),
+                    "nope.mp4 does not exist; expected a video file"),
         "not a video": (["segment", str(tmp_path / "notes.mp4"), "--out", str(tmp_path / "o")],
                         "not a video"),
         "out is a file": (["segment", str(tracktor_clip), "--out", str(tmp_path / "f" / "x")],

@@ -33,7 +33,9 @@ def _add_segment(sub) -> None:
     p = sub.add_parser("segment", help="segment and track every animal in videos",
                        description="Write per-frame masks, identities, tables and an overlay "
                                    "for each VIDEO into OUT/<video stem>/.")
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (any FFmpeg format)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO_DIR_OR_GLOB",
+                   help="video files (any FFmpeg format), folders of videos or images, or "
+                        "quoted glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"registry name or model directory (default {DEFAULT_MODEL})")
@@ -47,6 +49,15 @@ def _add_segment(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace finished results made with other options or weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default="torch",
+                   help="torch, or onnxruntime (needs the [onnx] extra; see `rodentseg export`)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default) or ray: one Ray task per video (the [ray] extra)")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: cluster address (auto, ray://host:10001); "
+                        "default a local Ray")
+    p.add_argument("--retries", type=int, default=2,
+                   help="with --engine ray: retries of a task that crashed (default 2)")
     p.add_argument("--eval", metavar="GT", type=Path,
                    help="after the run, score the masks against GT (label PNG folder or COCO "
                         "JSON) into OUT/<stem>/eval/ (one video only)")
@@ -59,8 +70,10 @@ def _add_segment(sub) -> None:
 
 
 def _run_segment(args) -> int:
+    from rodentseg.engine import expand_videos
     from rodentseg.segment import SegmentOptions, segment_videos
 
+    args.videos = expand_videos(args.videos)
     if (args.eval or args.eval_only) and len(args.videos) != 1:
         raise RodentsegError(f"--eval scores one video; got {len(args.videos)} videos")
     if args.eval_only and not (args.eval or args.keypoints):
@@ -73,8 +86,17 @@ def _run_segment(args) -> int:
         return _evaluate_result(result, args)
     opts = SegmentOptions(animals=args.animals, batch_size=args.batch_size,
                           min_area=args.min_area, overlay=not args.no_overlay)
-    done, failed = segment_videos(args.videos, args.out, args.model, args.device, opts,
-                                  overwrite=args.overwrite, progress=not args.quiet)
+    if args.engine == "ray":
+        from rodentseg.engine import segment_videos_ray
+
+        done, failed = segment_videos_ray(args.videos, args.out, args.model, args.device, opts,
+                                          overwrite=args.overwrite, address=args.address,
+                                          retries=args.retries, runtime=args.runtime,
+                                          progress=not args.quiet)
+    else:
+        done, failed = segment_videos(args.videos, args.out, args.model, args.device, opts,
+                                      overwrite=args.overwrite, progress=not args.quiet,
+                                      runtime=args.runtime)
     for d in done:
         print(f"wrote {d}")
     for video, msg in failed.items():

@@ -145,6 +145,7 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
         "rodentseg_version": __version__,
         "command": "segment",
         "model": model.name,
+        "runtime": getattr(model, "runtime", "torch"),
         **signature,
         "video": str(video.resolve()),
         "fps": info.fps, "frame_count": n_frames, "width": info.width, "height": info.height,
@@ -157,13 +158,16 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
 
 
 def segment_videos(videos: list[str | Path], out: str | Path, model_name: str, device: str,
-                   opts: SegmentOptions, overwrite: bool = False,
-                   progress: bool = True) -> tuple[list[Path], dict[str, str]]:
+                   opts: SegmentOptions, overwrite: bool = False, progress: bool = True,
+                   runtime: str = "torch") -> tuple[list[Path], dict[str, str]]:
     """Segment several videos with one model; a failing video does not stop the others.
 
     Returns:
         The result folders of the videos that finished, and ``{video: error message}`` for
         those that failed.
+
+    Args:
+        runtime: ``torch``, or ``onnx`` / ``onnx-int8`` (onnxruntime; the [onnx] extra).
 
     Raises:
         RodentsegError: the model cannot be loaded, or two videos share a file stem (their
@@ -174,7 +178,12 @@ def segment_videos(videos: list[str | Path], out: str | Path, model_name: str, d
     if dup:
         raise RodentsegError(f"videos with the same file name {sorted(dup)} would write to the "
                              "same output folder; segment them into different --out folders")
-    model = load_model(model_name, device)
+    if runtime == "torch":
+        model = load_model(model_name, device)
+    else:
+        from rodentseg.export.runtime import load_runtime  # needs the [onnx] extra
+
+        model = load_runtime(model_name, device, runtime)
     done, failed = [], {}
     for v in videos:
         try:
