@@ -46,6 +46,8 @@ def _add_segment(sub) -> None:
     p.add_argument("--min-area", type=_positive_int, default=30,
                    help="smallest animal in pixels (default 30)")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    p.add_argument("--px-per-cm", type=float, default=None,
+                   help="image scale in pixels per cm, for speeds and distances in cm")
     p.add_argument("--overwrite", action="store_true",
                    help="replace finished results made with other options or weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -85,7 +87,8 @@ def _run_segment(args) -> int:
                                  "`rodentseg segment` first (without --eval-only)")
         return _evaluate_result(result, args)
     opts = SegmentOptions(animals=args.animals, batch_size=args.batch_size,
-                          min_area=args.min_area, overlay=not args.no_overlay)
+                          min_area=args.min_area, overlay=not args.no_overlay,
+                          px_per_cm=args.px_per_cm)
     if args.engine == "ray":
         from rodentseg.engine import segment_videos_ray
 

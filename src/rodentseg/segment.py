@@ -26,6 +26,7 @@ from rodentseg.io.results import TRACK_COLUMNS, ResultWriter, prepare, publish
 from rodentseg.io.video import probe, read_frames, sha256_input
 from rodentseg.models import Segmenter, load_model
 from rodentseg.track.instances import split_instances
+from rodentseg.track.readouts import finalize
 from rodentseg.track.tracker import Tracker
 
 __all__ = ["TRACK_COLUMNS", "SegmentOptions", "segment_video", "segment_videos"]
@@ -40,14 +41,18 @@ class SegmentOptions:
         batch_size: frames per model call.
         min_area: smallest animal in pixels (smaller specks join a neighbour or are dropped).
         overlay: write ``overlay.mp4``.
+        px_per_cm: image scale, for speeds and distances in cm (None: pixels only).
     """
 
     animals: int | None = None
     batch_size: int = 8
     min_area: int = 30
     overlay: bool = True
+    px_per_cm: float | None = None
 
     def __post_init__(self):
+        if self.px_per_cm is not None and not self.px_per_cm > 0:
+            raise RodentsegError(f"--px-per-cm must be > 0, got {self.px_per_cm}")
         if self.animals is not None and not 1 <= self.animals <= 255:
             raise RodentsegError(f"--animals must be between 1 and 255, got {self.animals}")
         if self.batch_size < 1:
@@ -113,7 +118,8 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
             for k, prob in enumerate(probs):
                 inst = split_instances(prob, model.pre.threshold, opts.animals, opts.min_area,
                                        priors=tracker.predicted_centroids())
-                results.append(tracker.update(first + k, inst.masks, inst.scores))
+                results.append(tracker.update(first + k, inst.masks, inst.scores,
+                                              frame=frames[k]))
             t3 = time.perf_counter()
             if pending is not None:
                 timings["write_s"] += pending.result()
@@ -130,6 +136,8 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
             timings["write_s"] += pending.result()
             pending = None
         writer.close()
+        finalize(partial, info.fps, info.width, info.height, px_per_cm=opts.px_per_cm,
+                 events=tracker.events, n_frames=n_frames)
     except BaseException:
         if pending is not None:
             pending.exception()  # wait for the writer thread before tearing down

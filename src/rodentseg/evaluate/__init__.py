@@ -1,5 +1,6 @@
-"""Evaluation: mask metrics (IoU, DAVIS J/F/J&F, per-class IoU), keypoint containment and
-reports. Metrics accumulate one frame at a time, then reduce (``update()`` / ``compute()``).
+"""Evaluation: mask metrics (IoU, DAVIS J/F/J&F, per-class IoU), keypoint containment,
+identity metrics of tracks (IDF1, ID switches, MOTA via py-motmetrics) and reports. Metrics
+accumulate one frame at a time, then reduce (``update()`` / ``compute()``).
 
 Python entry point: :func:`evaluate_folders`; command line: ``rodentseg evaluate``
 (:func:`add_evaluate_parser`, :func:`run_evaluate`).
@@ -7,6 +8,7 @@ Python entry point: :func:`evaluate_folders`; command line: ``rodentseg evaluate
 
 from rodentseg.evaluate.accumulator import ObjectScore, SegmentationMetrics
 from rodentseg.evaluate.cli import add_evaluate_parser, run_evaluate
+from rodentseg.evaluate.identity import IDENTITY_METRICS, IdentityMetrics, identity_metrics
 from rodentseg.evaluate.keypoints import KeypointContainment, Keypoints, read_keypoints
 from rodentseg.evaluate.metrics import (
     boundary_f_measure,
@@ -21,6 +23,8 @@ from rodentseg.evaluate.metrics import (
 from rodentseg.evaluate.run import evaluate_folders, open_masks, pair_frames
 
 __all__ = [
+    "IDENTITY_METRICS",
+    "IdentityMetrics",
     "KeypointContainment",
     "Keypoints",
     "ObjectScore",
@@ -30,6 +34,7 @@ __all__ = [
     "boundary_tolerance_px",
     "db_statistics",
     "evaluate_folders",
+    "identity_metrics",
     "iou",
     "match_objects",
     "open_masks",

@@ -33,22 +33,36 @@ class Instances:
     scores: np.ndarray
 
 
-def _kmeans2(ys: np.ndarray, xs: np.ndarray, seeds: np.ndarray, iters: int = 10) -> np.ndarray:
-    """Two-cluster Lloyd iterations on pixel coordinates; returns a (P,) bool cluster label."""
-    pts = np.stack([xs, ys], 1).astype(np.float32)
-    c = seeds.astype(np.float32)
-    lab = np.zeros(len(pts), bool)
+def kmeans_labels(pts: np.ndarray, seeds: np.ndarray, iters: int = 10) -> np.ndarray:
+    """Lloyd's k-means (Lloyd 1982) of points from given starting centres.
+
+    Args:
+        pts: (P, 2) float (x, y) pixel coordinates.
+        seeds: (M, 2) float starting centres (x, y); a centre that loses all its points
+            stays where it was.
+        iters: most Lloyd iterations (it stops earlier once no point changes cluster).
+
+    Returns:
+        (P,) int64 cluster index in [0, M) of each point.
+    """
+    pts = np.asarray(pts, np.float32)
+    c = np.asarray(seeds, np.float32).copy()
+    lab = np.full(len(pts), -1)
     for _ in range(iters):
-        d0 = ((pts - c[0]) ** 2).sum(1)
-        d1 = ((pts - c[1]) ** 2).sum(1)
-        new = d1 < d0
-        if new.all() or not new.any():
-            break
+        new = ((pts[:, None, :] - c[None]) ** 2).sum(2).argmin(1)
         if (new == lab).all():
             break
         lab = new
-        c = np.stack([pts[~lab].mean(0), pts[lab].mean(0)])
+        for k in range(len(c)):
+            sel = lab == k
+            if sel.any():
+                c[k] = pts[sel].mean(0)
     return lab
+
+
+def _kmeans2(ys: np.ndarray, xs: np.ndarray, seeds: np.ndarray, iters: int = 10) -> np.ndarray:
+    """Two-cluster :func:`kmeans_labels` on pixel coordinates; returns a (P,) bool label."""
+    return kmeans_labels(np.stack([xs, ys], 1), seeds[:2], iters) == 1
 
 
 def _split_seeds(ys, xs, priors: np.ndarray | None) -> np.ndarray:
