@@ -1,4 +1,5 @@
-"""The ``rodentseg`` command line: ``segment``, ``train``, ``evaluate``, ``models``."""
+"""The ``rodentseg`` command line: ``segment``, ``track``, ``annotate``, ``evaluate``, ``train``,
+``export``, ``models``."""
 
 from __future__ import annotations
 
