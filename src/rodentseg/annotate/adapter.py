@@ -28,8 +28,8 @@ import transformers
 from rodentseg.annotate.hub import DEFAULT_DETECTOR, DEFAULT_VIDEO_MODEL, HUB_MODELS
 from rodentseg.annotate.preprocess import Preprocessor
 from rodentseg.errors import RodentsegError
+from rodentseg.io.video import sha256_file
 from rodentseg.models import resolve_device
-from rodentseg.models.segmenter import sha256_file
 
 _VIDEO = {  # model_type -> (model class, inference-session class)
     "sam2_video": ("Sam2VideoModel", "Sam2VideoInferenceSession"),

@@ -17,7 +17,7 @@ from PIL import Image
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
 from rodentseg.io.results import ResultWriter, prepare, publish
-from rodentseg.models.segmenter import sha256_file
+from rodentseg.io.video import sha256_file
 from rodentseg.types import FrameMasks
 
 

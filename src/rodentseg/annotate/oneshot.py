@@ -24,7 +24,7 @@ from rodentseg.annotate.review import ReviewRanker
 from rodentseg.annotate.session import VideoSession
 from rodentseg.errors import RodentsegError
 from rodentseg.io.results import ResultWriter, prepare, publish
-from rodentseg.models.segmenter import sha256_file
+from rodentseg.io.video import sha256_input
 from rodentseg.types import FrameMasks
 
 
@@ -146,7 +146,7 @@ def annotate_video(video: str | Path, out: str | Path, model: VideoModel,
     t0 = time.perf_counter()
     session = model.start(video)
     try:
-        signature = {"video_sha256": sha256_file(video), "weights_sha256": model.weights_sha256,
+        signature = {"video_sha256": sha256_input(video), "weights_sha256": model.weights_sha256,
                      "prompts": [o.to_json() for o in objects], "options": asdict(opts)}
         partial = prepare(out, video.stem, signature, overwrite)
         if partial is None:

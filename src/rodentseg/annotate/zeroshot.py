@@ -35,7 +35,7 @@ from rodentseg.annotate.session import VideoSession
 from rodentseg.annotate.store import ObjectMask
 from rodentseg.errors import RodentsegError
 from rodentseg.io.results import ResultWriter, prepare, publish
-from rodentseg.models.segmenter import sha256_file
+from rodentseg.io.video import sha256_input
 from rodentseg.track.tracker import Tracker
 
 
@@ -159,7 +159,7 @@ def zero_shot_video(video: str | Path, out: str | Path, model: VideoModel, detec
     """
     video, out = Path(video), Path(out)
     t0 = time.perf_counter()
-    signature = {"video_sha256": sha256_file(video), "weights_sha256": model.weights_sha256,
+    signature = {"video_sha256": sha256_input(video), "weights_sha256": model.weights_sha256,
                  "detector": detector.name, "text": getattr(detector, "text", None),
                  "options": asdict(opts)}
     partial = prepare(out, video.stem, signature, overwrite)

@@ -29,9 +29,17 @@ import numpy as np
 import torch
 
 from rodentseg.errors import RodentsegError
-from rodentseg.export.onnx_export import (EXPORT_FILE, INT8_FILE, ONNX_FILE, _require_onnx,
-                                          export_segmenter, min_side, pad_multiple)
-from rodentseg.models.segmenter import CONFIG_FILE, Preprocessing, sha256_file, to_luma
+from rodentseg.export.onnx_export import (
+    EXPORT_FILE,
+    INT8_FILE,
+    ONNX_FILE,
+    _require_onnx,
+    export_segmenter,
+    min_side,
+    pad_multiple,
+)
+from rodentseg.io.video import sha256_file
+from rodentseg.models.segmenter import CONFIG_FILE, Preprocessing, to_luma
 
 #: Runtime names accepted by :func:`load_runtime` (and ``rodentseg segment --runtime``).
 RUNTIMES = ("torch", "onnx", "onnx-int8")

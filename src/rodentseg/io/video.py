@@ -176,16 +176,29 @@ def _read_images(folder: Path, info: VideoInfo, batch_size: int):
         yield first, np.stack(batch)
 
 
-def sha256_input(path: str | Path, chunk: int = 1 << 20) -> str:
+def hash_into(h, path: Path, chunk: int = 1 << 20) -> None:
+    """Feed a file's bytes into the hashlib object ``h``, in chunks (constant memory)."""
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of one file, read in chunks (constant memory)."""
+    h = hashlib.sha256()
+    hash_into(h, Path(path))
+    return h.hexdigest()
+
+
+def sha256_input(path: str | Path) -> str:
     """Hex sha256 of a video file, or of a folder's images (names and bytes, in order)."""
     path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
     h = hashlib.sha256()
-    for p in image_files(path) if path.is_dir() else [path]:
-        if path.is_dir():
-            h.update(p.name.encode())
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+    for p in image_files(path):
+        h.update(p.name.encode())
+        hash_into(h, p)
     return h.hexdigest()
 
 

@@ -15,7 +15,6 @@ the key ``rodentseg``, so weights, preprocessing and head shape always travel to
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
 from rodentseg.errors import RodentsegError
+from rodentseg.io.video import sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -203,15 +203,6 @@ class Segmenter:
         x = to_luma(torch.from_numpy(frames).to(self.device))
         logits = forward_full(self.net, x, self.pre)
         return torch.sigmoid(logits)[:, 0].float().cpu().numpy()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (constant memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:

@@ -26,7 +26,7 @@ from rodentseg import __version__
 from rodentseg.errors import RodentsegError
 from rodentseg.io.masks import iter_coco_frames, iter_label_pngs
 from rodentseg.io.results import ResultWriter, prepare, publish
-from rodentseg.io.video import probe, read_frames
+from rodentseg.io.video import hash_into, probe, read_frames
 from rodentseg.track.readouts import finalize
 from rodentseg.track.tracker import Tracker
 from rodentseg.types import FrameMasks
@@ -66,9 +66,7 @@ def hash_masks(path: Path) -> str:
     for p in files:
         if path.is_dir():
             h.update(p.name.encode() + b"\0")
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        hash_into(h, p)
     return h.hexdigest()
 
 
