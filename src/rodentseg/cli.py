@@ -15,7 +15,8 @@ from rodentseg.errors import RodentsegError
 
 #: Modules that each add one subcommand with ``add_parser(subparsers)``.
 SUBCOMMAND_MODULES = ["rodentseg.evaluate.cli", "rodentseg.track.cli", "rodentseg.annotate.cli",
-                      "rodentseg.export.cli", "rodentseg.app.cli"]
+                      "rodentseg.export.cli", "rodentseg.app.cli",
+                      "rodentseg.train.frames_cli"]
 
 
 def _positive_int(text: str) -> int:
@@ -126,20 +127,32 @@ def _evaluate_result(result: Path, args) -> int:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model from a YAML recipe",
-                       description="Train the scratch-tiny recipe (the embedded default model).")
+    p = sub.add_parser("train", help="train or fine-tune a model from a YAML recipe",
+                       description="Run a training recipe (configs/scratch-tiny.yaml, "
+                                   "segformer.yaml, dinov3-lora.yaml, sam2-decoder.yaml) into "
+                                   "runs/<name>/; a killed run resumes when started again. "
+                                   "Several GPUs: accelerate launch -m rodentseg.cli train ...")
     p.add_argument("--config", help="recipe YAML (e.g. configs/scratch-tiny.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable), e.g. --set steps=500")
+                   help="override a config key (repeatable), e.g. --set steps=500 "
+                        "--set model.input_scale=0.25")
+    p.add_argument("--low-res", action="store_true",
+                   help="dinov3-lora: quarter-resolution input (model.input_scale=0.25) for "
+                        "small GPUs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args) -> int:
-    from rodentseg.train.scratch import load_config, train
+    from rodentseg.train.config import load_config
+    from rodentseg.train.loop import train
 
-    scores = train(load_config(args.config, args.set))
-    print(f"validation mIoU {scores['val_miou']:.4f} (min {scores['val_min_iou']:.4f}) "
-          f"after {scores['steps']} steps, {scores['train_time_s']:.0f} s")
+    overrides = args.set + (["model.input_scale=0.25"] if args.low_res else [])
+    scores = train(load_config(args.config, overrides), progress=not args.quiet)
+    if scores:  # only the main process reports
+        print(f"validation mean IoU {scores['val_miou']:.4f} (min {scores['val_min_iou']:.4f}), "
+              f"J&F {scores['val_jf']:.4f} after {scores['steps']} steps, "
+              f"{scores['train_time_s']:.0f} s")
     return 0
 
 

@@ -40,9 +40,16 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto") -> Segme
     """Load a segmenter by registry name or from a local directory.
 
     Args:
-        name_or_path: a name in :data:`MODEL_REGISTRY` (e.g. ``"rodentseg-tiny"``) or a
-            directory with ``config.json`` and ``model.safetensors``.
+        name_or_path: a name in :data:`MODEL_REGISTRY` (e.g. ``"rodentseg-tiny"``), a
+            directory with ``config.json`` and ``model.safetensors``, or a training run
+            directory ``runs/<name>`` (its ``model/`` folder is loaded). A directory whose
+            ``config.json`` has a ``rodentseg.recipe`` entry (``segformer``, ``dinov3-lora``,
+            ``sam2-decoder``) loads as :mod:`rodentseg.models.finetuned` describes.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda[:N]``.
+
+    Returns:
+        A segmenter: ``name``, ``path``, ``weights_sha256``, ``pre.threshold``, ``device`` and
+        ``predict(frames (B, H, W[, 3]) uint8) -> (B, H, W) float32`` probabilities.
 
     Raises:
         RodentsegError: the name is neither registered nor an existing directory (the message
@@ -52,7 +59,13 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto") -> Segme
     if name_or_path in MODEL_REGISTRY:
         return load_segmenter(MODEL_REGISTRY[name_or_path], name_or_path, dev)
     path = Path(name_or_path)
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        path = path / "model"  # a training run directory, runs/<name>/
     if path.is_dir():
+        from rodentseg.models import finetuned  # its transformers classes load on demand
+
+        if finetuned.model_dir(path) is not None:
+            return finetuned.load_finetuned(path, str(path), dev)
         return load_segmenter(path, str(path), dev)
     raise RodentsegError(
         f"unknown model {name_or_path!r}: expected one of {sorted(MODEL_REGISTRY)} "

@@ -112,6 +112,10 @@ class RodentSegNet(nn.Module):
             nn.Conv2d(p.refine_hidden, fold, 3, padding=1),
         )
 
+    def forward(self, luma: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) luma in [0, 1] -> (B, 1, H, W) rodent logits (:func:`forward_full`)."""
+        return forward_full(self, luma, self.pre)
+
 
 def save_segmenter(net: RodentSegNet, path: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (loadable by ``--model path``)."""

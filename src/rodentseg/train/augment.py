@@ -3,7 +3,10 @@
 Each training image is one of: a real labelled frame under a random similarity transform;
 the session's empty background (per-pixel median of the frames, Barnich-style background
 estimate) with 0-3 rodents pasted in; or a synthetic arena (floor gradient, dark rings such as
-circular arena walls, boxes, thin lines) with 0-3 rodents pasted in. Pasted rodents are the
+circular arena walls, boxes, thin lines) with 0-3 rodents pasted in. Half of the pasted scenes
+get a dark surround outside a large circle (a round arena's wall), and most rodents pasted into
+them are put against it: a dark animal touching a dark wall is where a model trained on one open
+field fails first. Pasted rodents are the
 labelled animals cut out by their masks, rotated, scaled, flipped and re-lit, so one session
 yields multi-animal, touching and occluding examples at many sizes (copy-paste augmentation,
 Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation Method for Instance
@@ -37,6 +40,8 @@ class AugmentConfig:
     blur_sigma: float = 1.5
     noise: float = 0.03
     fur_gain: tuple[float, float] = (0.6, 1.4)
+    p_wall: float = 0.5  # share of pasted scenes given a dark arena wall
+    p_at_wall: float = 0.7  # chance that a rodent pasted into such a scene is put at the wall
 
 
 def _affine(n: int, scale: torch.Tensor, src_c: torch.Tensor, dst_c: torch.Tensor, h: int, w: int,
@@ -95,9 +100,10 @@ class CopyPasteAugment:
         return lo + (hi - lo) * torch.rand(n, generator=self.g)
 
     def _warp(self, src: list[torch.Tensor], scale: torch.Tensor, idx: torch.Tensor,
-              padding: str) -> list[torch.Tensor]:
+              padding: str, dst: torch.Tensor | None = None) -> list[torch.Tensor]:
         n = len(idx)
-        dst = self._rand(2 * n, -0.9, 0.9).view(n, 2)
+        if dst is None:
+            dst = self._rand(2 * n, -0.9, 0.9).view(n, 2)
         theta = _affine(n, scale, self.centroid[idx], dst, self.h, self.w, self.g)
         grid = F.affine_grid(theta, [n, 1, self.h, self.w], align_corners=False)
         return [F.grid_sample(s[idx], grid, padding_mode=padding, align_corners=False) for s in src]
@@ -129,6 +135,32 @@ class CopyPasteAugment:
                 img[i, 0] -= self._rand(1, 0.05, 0.35) * (dist.abs() < width).float()
         return img.clamp(0, 1)
 
+    def _walls(self, img: torch.Tensor) -> torch.Tensor:
+        """Darken everything outside a large circle (the dark wall or surround of a round arena),
+        in place; returns (n, 3) circles ``(cx, cy, r)`` in pixels."""
+        n, h, w = len(img), self.h, self.w
+        cx, cy = self._rand(n, -0.2 * w, 1.2 * w), self._rand(n, -0.2 * h, 1.2 * h)
+        r = self._rand(n, 0.35 * h, 1.1 * w)
+        ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+        outside = ((xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2).sqrt() > r[:,
+                                                                                           None,
+                                                                                           None]
+        shade = self._rand(n, 0.08, 0.45)[:, None, None, None] + F.interpolate(
+            torch.randn(n, 1, 3, 4, generator=self.g) * 0.04, size=(h, w), mode="bicubic",
+            align_corners=False)
+        img.copy_(torch.where(outside[:, None], shade, img))
+        return torch.stack([cx, cy, r], -1)
+
+    def _at_wall(self, circles: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Normalised destinations just inside each circle's edge, touching it (a rodent of
+        ~60 px at scale 1 has its centroid 5-35 px from the edge)."""
+        n = len(circles)
+        ang = self._rand(n, 0, 2 * math.pi)
+        d = circles[:, 2] - self._rand(n, 5, 35) * scale
+        x = (circles[:, 0] + d * torch.cos(ang)).clamp(0, self.w - 1)
+        y = (circles[:, 1] + d * torch.sin(ang)).clamp(0, self.h - 1)
+        return torch.stack([x / (self.w / 2) - 1, y / (self.h / 2) - 1], -1)
+
     def __call__(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch.
 
@@ -154,16 +186,28 @@ class CopyPasteAugment:
             bg = self.background.expand(int(median.sum()), -1, -1, -1)
             flip = torch.rand(len(bg), generator=g) < 0.5
             img[median] = torch.where(flip[:, None, None, None], bg.flip(-1), bg)
+        # dark arena walls on pasted scenes: rodents touching a dark surround must stay rodents
+        walled = ~real & (torch.rand(batch, generator=g) < c.p_wall)
+        circles = torch.zeros(batch, 3)
+        if walled.any():
+            sub = img[walled]
+            circles[walled] = self._walls(sub)
+            img[walled] = sub
         # paste 0..max_paste rodents (fewer on real frames, which already have one)
         n_paste = torch.randint(0, c.max_paste + 1, (batch,), generator=g)
         n_paste[real] = (n_paste[real] - 1).clamp(min=0)
+        n_paste[walled] = n_paste[walled].clamp(min=1)
         for k in range(c.max_paste):
             sel = torch.nonzero(n_paste > k)[:, 0]
             if len(sel) == 0:
                 break
             idx = torch.randint(0, n_src, (len(sel),), generator=g)
             scale = torch.exp(self._rand(len(sel), math.log(c.scale[0]), math.log(c.scale[1])))
-            fur, alpha = self._warp([self.frames, self.alpha], scale, idx, "zeros")
+            dst = self._rand(2 * len(sel), -0.9, 0.9).view(len(sel), 2)
+            at_wall = walled[sel] & (torch.rand(len(sel), generator=g) < c.p_at_wall)
+            if at_wall.any():
+                dst[at_wall] = self._at_wall(circles[sel][at_wall], scale[at_wall])
+            fur, alpha = self._warp([self.frames, self.alpha], scale, idx, "zeros", dst)
             fur = (fur * self._rand(len(sel), *c.fur_gain)[:, None, None, None]).clamp(0, 1)
             img[sel] = img[sel] * (1 - alpha) + fur * alpha
             lab[sel] = torch.maximum(lab[sel], (alpha > 0.5).float())

@@ -52,15 +52,16 @@ frames (the model reads luma), trained from scratch by this project's own traini
 
 
 def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
-                     extra: str = "") -> Path:
+                     augment, extra: str = "") -> Path:
     """Write ``model_dir/MODEL_CARD.md`` from the run's config and measured scores.
 
     Args:
         model_dir: the folder with ``config.json`` and ``model.safetensors``.
-        cfg: the :class:`~rodentseg.train.scratch.TrainConfig` of the run.
-        scores: what :func:`~rodentseg.train.scratch.train` returned.
+        cfg: the :class:`~rodentseg.train.config.RunConfig` of the run.
+        scores: what :func:`~rodentseg.train.loop.train` returned.
         net_cfg: the model's ``SegformerConfig`` (with its ``rodentseg`` block).
         hardware: where it trained, e.g. ``"2 CPU cores"``.
+        augment: the run's :class:`~rodentseg.train.augment.AugmentConfig`.
         extra: more measured lines (markdown bullet list), e.g. from benchmarks.
     """
     pre = net_cfg.rodentseg
@@ -74,7 +75,7 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         channels=net_cfg.num_channels, labels=net_cfg.num_labels, up=pre["upscale"],
         sub=net_cfg.num_labels - 1, thr=pre["threshold"], version=__version__,
         n_train=scores["train_frames"], n_val=len(val), val_first=val[0], val_last=val[-1],
-        scale=cfg.augment.scale, steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr,
+        scale=augment.scale, steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr,
         warmup=cfg.warmup, seed=cfg.seed, train_time=scores["train_time_s"], hardware=hardware,
         miou=scores["val_miou"], min_iou=scores["val_min_iou"], extra=extra)
     path = model_dir / "MODEL_CARD.md"

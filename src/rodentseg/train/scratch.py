@@ -1,92 +1,36 @@
-"""Train the embedded default model (``rodentseg-tiny``) from scratch on labelled frames.
+"""The ``scratch-tiny`` recipe: the embedded default model (``rodentseg-tiny``) from scratch.
 
-``rodentseg train --config configs/scratch-tiny.yaml`` runs :func:`train`; the result directory
-holds ``model/`` (``config.json`` + ``model.safetensors``, loadable by ``--model``),
-``config.yaml`` (the resolved config), ``metrics.csv`` and ``curve.png``. A killed run resumes
-from ``checkpoint/`` when started again with the same ``out``.
+``rodentseg train --config configs/scratch-tiny.yaml``. The network is
+:class:`~rodentseg.models.segmenter.RodentSegNet` (a small SegFormer on space-to-depth luma with a
+half-resolution refinement head), the batches come from copy-paste augmentation of the
+labelled frames (:class:`~rodentseg.train.augment.CopyPasteAugment`), the loss is BCE + soft
+Dice at full resolution. The run's ``model/`` gets a model card with the measured scores.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-import os
-import shutil
-import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
+from PIL import Image
+from transformers import SegformerConfig
 
 from rodentseg.errors import RodentsegError
-from rodentseg.models.segmenter import (Preprocessing, RodentSegNet, forward_full, save_segmenter,
-                                        tiny_config)
+from rodentseg.models.segmenter import (
+    Preprocessing,
+    RodentSegNet,
+    forward_full,
+    save_segmenter,
+    tiny_config,
+)
 from rodentseg.train.augment import AugmentConfig, CopyPasteAugment
 from rodentseg.train.card import write_model_card
-from rodentseg.train.data import load_labelled_frames, temporal_split
-
-
-@dataclass
-class TrainConfig:
-    """The scratch recipe; YAML keys and ``--set key=value`` override these defaults."""
-
-    name: str = "rodentseg-tiny"
-    data: str = "../shared/data/openfield-m4s1"
-    out: str = "runs/rodentseg-tiny"
-    val_fraction: float = 0.2
-    steps: int = 3000
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
-    eval_every: int = 250
-    checkpoint_every: int = 250
-    seed: int = 0
-    threads: int = 0  # 0 = torch default
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a nested dict, refusing unknown keys (the message lists the known ones)."""
-        known = {f.name for f in fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise RodentsegError(f"unknown config key(s) {sorted(bad)}; expected {sorted(known)}")
-        d = dict(d)
-        aug = d.pop("augment", {}) or {}
-        aug_known = {f.name for f in fields(AugmentConfig)}
-        if set(aug) - aug_known:
-            raise RodentsegError(
-                f"unknown augment key(s) {sorted(set(aug) - aug_known)}; expected {sorted(aug_known)}"
-            )
-        aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-        return cls(**d, augment=AugmentConfig(**aug))
-
-
-def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    """YAML file (optional) plus ``key=value`` overrides (``augment.scale=[0.3,1.2]`` nests)."""
-    d: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise RodentsegError(f"config file {p} does not exist")
-        d = yaml.safe_load(p.read_text()) or {}
-        d.pop("recipe", None)
-    for item in overrides:
-        if "=" not in item:
-            raise RodentsegError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        node = d
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return TrainConfig.from_dict(d)
+from rodentseg.train.data import LabelledFrames
+from rodentseg.train.recipe import register
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -102,132 +46,85 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + dice.mean()
 
 
-@torch.inference_mode()
-def validate(net, pre: Preprocessing, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """IoU of the thresholded prediction vs. the mask, per frame: (N,) float64."""
-    net.eval()
-    ious = []
-    for i in range(0, len(frames), 8):
-        x = torch.from_numpy(frames[i:i + 8]).float()[:, None] / 255
-        pred = (torch.sigmoid(forward_full(net, x, pre)) > pre.threshold)[:, 0].numpy()
-        gt = masks[i:i + 8]
-        inter = (pred & gt).sum((1, 2))
-        union = (pred | gt).sum((1, 2))
-        ious.extend(np.where(union > 0, inter / np.maximum(union, 1), 1.0))
-    net.train()
-    return np.asarray(ious)
+def augment_config(options: dict) -> AugmentConfig:
+    """:class:`AugmentConfig` from the YAML ``augment:`` mapping (lists become tuples).
+
+    Raises:
+        RodentsegError: an unknown key (the message lists the known ones).
+    """
+    known = {f.name for f in fields(AugmentConfig)}
+    if set(options) - known:
+        raise RodentsegError(f"unknown augment key(s) {sorted(set(options) - known)}; "
+                             f"expected {sorted(known)}")
+    return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in options.items()})
 
 
-def _lr(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+def luma_frames(items) -> LabelledFrames:
+    """Dataset items as luma frames (PIL mode ``L``, ITU-R BT.601) and binary rodent masks."""
+    frames = np.stack([np.asarray(Image.fromarray(it["image"]).convert("L")) for it in items])
+    masks = np.stack([it["mask"] > 0 for it in items])
+    return LabelledFrames([it["name"] for it in items], frames, masks)
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run the recipe; returns the final validation scores (``val_miou`` ...)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(_plain(asdict(cfg)), sort_keys=False))
-    data = load_labelled_frames(cfg.data)
-    tr, va = temporal_split(len(data.names), cfg.val_fraction)
-    train_set, val_set = data.subset(tr), data.subset(va)
-    torch.manual_seed(cfg.seed)
-    net_cfg = tiny_config()
-    pre = Preprocessing.from_dict(net_cfg.rodentseg)
-    net = RodentSegNet(net_cfg).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    aug = CopyPasteAugment(train_set, cfg.augment, seed=cfg.seed)
-    ckpt = out / "checkpoint"
-    start = 0
-    if (ckpt / "state.pt").is_file():
-        net.load_state_dict(load_file(ckpt / "model.safetensors"), strict=True)
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        aug.g.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start = state["step"]
-        print(f"resuming {out} at step {start}")
-    metrics_path = out / "metrics.csv"
-    if start == 0:
-        metrics_path.write_text("step,loss,lr,val_miou,val_min_iou,elapsed_s\n")
-    t0 = time.perf_counter()
-    losses: list[float] = []
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step")
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg)
-        img, lab = aug(cfg.batch_size)
-        loss = seg_loss(forward_full(net, img, pre), lab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            ious = validate(net, pre, val_set.frames, val_set.masks)
-            with metrics_path.open("a") as f:
-                f.write(f"{done},{np.mean(losses[-cfg.eval_every:]):.5f},{_lr(step, cfg):.6g},"
-                        f"{ious.mean():.5f},{ious.min():.5f},{time.perf_counter() - t0:.1f}\n")
-            bar.write(f"step {done}: val mIoU {ious.mean():.4f} (min {ious.min():.4f})")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            tmp = out / "checkpoint.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()},
-                      tmp / "model.safetensors")
-            torch.save({"optimizer": opt.state_dict(), "generator": aug.g.get_state(),
-                        "torch_rng": torch.get_rng_state(), "step": done}, tmp / "state.pt")
-            shutil.rmtree(ckpt, ignore_errors=True)
-            os.replace(tmp, ckpt)
-    net.eval()
-    save_segmenter(net, out / "model")
-    ious = validate(net, pre, val_set.frames, val_set.masks)
-    scores = {"val_miou": float(ious.mean()), "val_min_iou": float(ious.min()),
-              "val_frames": val_set.names, "train_frames": len(train_set.names),
-              "steps": cfg.steps, "train_time_s": round(time.perf_counter() - t0, 1)}
-    (out / "scores.yaml").write_text(yaml.safe_dump(scores, sort_keys=False))
-    plot_curve(metrics_path, out / "curve.png")
-    write_model_card(out / "model", cfg, scores, net_cfg, hardware_name())
-    return scores
+@register("scratch-tiny")
+class ScratchRecipe:
+    """The default model's recipe (see the module docstring).
 
+    Args:
+        model_options: overrides of :func:`~rodentseg.models.segmenter.tiny_config` (SegFormer
+            config keys such as ``hidden_sizes``, ``depths``, ``decoder_hidden_size``).
+        augment_options: :class:`AugmentConfig` keys.
+        seed: seed of the augmentation's generator.
 
-def hardware_name() -> str:
-    """Where this process trains, for the model card (GPU name, else the CPU core count)."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"{torch.get_num_threads()} CPU threads ({os.cpu_count()} cores)"
+    Raises:
+        RodentsegError: an unknown model or augment key.
+    """
 
+    name = "scratch-tiny"
 
-def plot_curve(metrics_csv: Path, png: Path) -> None:
-    """Loss and validation mIoU against step, as a PNG."""
-    import matplotlib
+    def __init__(self, model_options: dict, augment_options: dict, seed: int = 0):
+        bad = [k for k in model_options if not hasattr(SegformerConfig(), k)]
+        if bad:
+            raise RodentsegError(f"unknown model key(s) {bad} for scratch-tiny; expected "
+                                 "SegformerConfig keys (hidden_sizes, depths, ...)")
+        self.model_options = dict(model_options)
+        self.augment = augment_config(augment_options)
+        self.seed = seed
+        self.net_config = tiny_config(**self.model_options)
+        self.pre = Preprocessing.from_dict(self.net_config.rodentseg)
+        self.threshold = self.pre.threshold
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def setup(self, train, val) -> None:
+        self.train_data = luma_frames(train)
+        self.aug = CopyPasteAugment(self.train_data, self.augment, seed=self.seed)
 
-    rows = list(csv.DictReader(metrics_csv.open()))
-    if not rows:
-        return
-    step = [int(r["step"]) for r in rows]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax[0].plot(step, [float(r["loss"]) for r in rows])
-    ax[0].set(xlabel="step", ylabel="train loss (BCE + Dice)", yscale="log")
-    ax[1].plot(step, [float(r["val_miou"]) for r in rows], marker="o")
-    ax[1].set(xlabel="step", ylabel="validation mIoU")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    def build_model(self) -> RodentSegNet:
+        return RodentSegNet(self.net_config)
 
+    def batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """(B, 1, H, W) luma ``image`` in [0, 1] and binary ``label``, endlessly."""
+        while True:
+            img, lab = self.aug(batch_size)
+            yield {"image": img, "label": lab}
 
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, tuple):
-        return list(x)
-    return x
+    def loss(self, model, batch) -> torch.Tensor:
+        return seg_loss(model(batch["image"]), batch["label"])
+
+    def predict(self, model, item) -> np.ndarray:
+        luma = np.array(Image.fromarray(item["image"]).convert("L"))
+        x = torch.from_numpy(luma).float()[None, None].to(next(model.parameters()).device) / 255
+        return torch.sigmoid(forward_full(model, x, self.pre))[0, 0].float().cpu().numpy()
+
+    def save(self, model, path: Path) -> None:
+        save_segmenter(model, path)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.aug.g.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.aug.g.set_state(state["generator"])
+
+    def write_card(self, model_dir: Path, cfg, scores: dict) -> None:
+        write_model_card(model_dir, cfg, scores, self.net_config, scores["hardware"],
+                         augment=self.augment)

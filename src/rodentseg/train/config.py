@@ -1,0 +1,142 @@
+"""The run configuration of ``rodentseg train``: YAML presets under ``configs/`` plus
+``--set key=value`` overrides, checked against dataclass fields (an unknown key is an error
+that lists the known ones). The resolved config is saved with each run (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from rodentseg.errors import RodentsegError
+
+
+@dataclass
+class SplitConfig:
+    """Train/validation split (see :func:`rodentseg.train.datasets.split_dataset`).
+
+    Attributes:
+        by: ``frame`` (the last ``val_fraction`` of each video's frames in time order) or
+            ``video`` (whole videos held out).
+        val_fraction: share of frames (or videos) held out.
+        seed: which videos are held out with ``by: video``.
+    """
+
+    by: str = "frame"
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    """One training run; recipe-specific options live in ``model`` and ``augment``.
+
+    Attributes:
+        recipe: a name in :data:`rodentseg.train.recipe.RECIPES`.
+        name: the run's name (model name in ``run.json`` of later segmentations).
+        data: dataset folder or file (:func:`rodentseg.train.datasets.load_dataset`).
+        format: dataset format, or ``auto``.
+        out: run directory (``runs/<name>``); a run found there is resumed.
+        steps: optimiser steps; each consumes ``grad_accum`` batches of ``batch_size``.
+        lr, weight_decay, warmup: AdamW with linear warm-up then cosine decay to 0.
+        clip_grad: gradient norm clipping (0 = off).
+        eval_every, checkpoint_every: in optimiser steps (0 = once per epoch of the training
+            split, i.e. ``ceil(len(train) / (batch_size * grad_accum))`` steps).
+        mixed_precision: ``auto`` (bf16 on a GPU that supports it, else fp16 on GPU, none on
+            CPU), ``no``, ``fp16`` or ``bf16``.
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    recipe: str = "scratch-tiny"
+    name: str = "rodentseg-tiny"
+    data: str = "../shared/data/openfield-m4s1"
+    format: str = "auto"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    out: str = "runs/rodentseg-tiny"
+    steps: int = 3000
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    clip_grad: float = 1.0
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    mixed_precision: str = "auto"
+    seed: int = 0
+    threads: int = 0
+    model: dict = field(default_factory=dict)
+    augment: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Build from a nested mapping; unknown keys raise :class:`RodentsegError`."""
+        _check_keys(d, cls, "config")
+        d = dict(d)
+        split = d.pop("split", None) or {}
+        _check_keys(split, SplitConfig, "split")
+        cfg = cls(**d, split=SplitConfig(**split))
+        for key in ("model", "augment"):
+            if not isinstance(getattr(cfg, key), dict):
+                raise RodentsegError(f"config key {key!r} must be a mapping, got "
+                                     f"{getattr(cfg, key)!r}")
+        if cfg.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise RodentsegError(f"mixed_precision must be auto, no, fp16 or bf16; got "
+                                 f"{cfg.mixed_precision!r}")
+        if min(cfg.steps, cfg.batch_size, cfg.grad_accum) < 1:
+            raise RodentsegError("steps, batch_size and grad_accum must be >= 1; got "
+                                 f"{cfg.steps}, {cfg.batch_size}, {cfg.grad_accum}")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+
+def _check_keys(d: dict, cls, what: str) -> None:
+    if not isinstance(d, dict):
+        raise RodentsegError(f"{what} must be a mapping, got {d!r}")
+    known = {f.name for f in fields(cls)}
+    bad = set(d) - known
+    if bad:
+        raise RodentsegError(f"unknown {what} key(s) {sorted(bad)}; expected {sorted(known)}")
+
+
+def load_config(path: str | None, overrides: list[str]) -> RunConfig:
+    """A YAML file (optional) plus ``key=value`` overrides; dotted keys nest
+    (``model.input_scale=0.25``, ``augment.scale=[0.3,1.2]``), values are parsed as YAML.
+
+    Raises:
+        RodentsegError: the file is missing or not YAML, an override is not ``key=value``, or
+            a key is unknown.
+    """
+    d: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise RodentsegError(f"config file {p} does not exist")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise RodentsegError(f"config file {p} is not valid YAML: {e}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise RodentsegError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = d
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RodentsegError(f"--set {key}: {part!r} is not a mapping")
+        node[leaf] = yaml.safe_load(value)
+    return RunConfig.from_dict(d)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return [_plain(v) for v in x]
+    return x

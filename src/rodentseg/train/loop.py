@@ -1,0 +1,285 @@
+"""The training loop shared by every recipe, on Hugging Face Accelerate.
+
+``rodentseg train --config configs/<recipe>.yaml`` runs :func:`train`. The same code runs on
+the CPU, one GPU, or several GPUs and nodes (``accelerate launch -m rodentseg.cli train ...``):
+Accelerate places the model, wraps it for data-parallel training, applies mixed precision and
+gradient accumulation; each process draws its own batches (recipe seed + process index).
+
+A run directory ``runs/<name>/`` holds ``config.yaml`` (the resolved config and the split),
+``checkpoint/`` (Accelerate state: ``model.safetensors``, optimiser, RNG and batch-sampler
+states, ``step.json``; a killed run started again with the same ``out`` resumes from it),
+``metrics.csv``, ``curve.png`` (loss and validation IoU), ``sample.png`` (frame, prediction,
+ground truth side by side), ``scores.yaml`` and ``model/`` (what ``rodentseg segment --model``
+loads; ``--model runs/<name>`` works too).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from rodentseg.errors import RodentsegError
+from rodentseg.evaluate.metrics import boundary_f_measure, region_similarity
+from rodentseg.train.config import RunConfig
+from rodentseg.train.recipe import RECIPES
+
+METRIC_COLUMNS = ["step", "loss", "lr", "val_miou", "val_min_iou", "val_jf", "elapsed_s"]
+
+
+def recipe_factory(name: str):
+    """The registered recipe class for ``name``.
+
+    Raises:
+        RodentsegError: unknown recipe (the message lists the known ones).
+    """
+    import rodentseg.train.scratch  # registers scratch-tiny
+
+    try:
+        import rodentseg.train.recipes  # noqa: F401  (registers the fine-tuning recipes)
+    except ModuleNotFoundError:
+        pass
+    if name not in RECIPES:
+        raise RodentsegError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def lr_at(step: int, cfg: RunConfig) -> float:
+    """Learning rate of optimiser step ``step``: linear warm-up, then cosine decay to 0."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _mixed_precision(cfg: RunConfig) -> str:
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def evaluate_recipe(recipe, model, items, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Score the recipe's predictions on labelled items with :mod:`rodentseg.evaluate`.
+
+    Returns:
+        ``{"iou": (N,), "f": (N,)}`` float64 per item: DAVIS region similarity J (binary rodent
+        mask, both empty = 1) and boundary F-measure (davis2017-evaluation), full resolution.
+    """
+    was_training = model.training
+    model.eval()
+    ious, fs = [], []
+    with torch.inference_mode():
+        for item in items:
+            pred = recipe.predict(model, item) > threshold
+            gt = item["mask"] > 0
+            ious.append(region_similarity(pred, gt))
+            fs.append(boundary_f_measure(pred, gt))
+    model.train(was_training)
+    return {"iou": np.asarray(ious), "f": np.asarray(fs)}
+
+
+def train(cfg: RunConfig, progress: bool = True) -> dict:
+    """Run ``cfg``'s recipe to ``cfg.steps`` optimiser steps (resuming a killed run).
+
+    Returns:
+        The final scores (also in ``scores.yaml``): ``val_miou`` (mean IoU over validation
+        frames), ``val_min_iou``, ``val_jf`` (DAVIS J&F mean), ``trainable_params``,
+        ``total_params``, ``train_time_s``, ``peak_rss_mb`` (and ``peak_gpu_mb`` on a GPU), ...
+
+    Raises:
+        RodentsegError: unknown recipe or option, unreadable data, or an empty split.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from rodentseg.train.datasets import describe_split, load_dataset, split_dataset
+
+    factory = recipe_factory(cfg.recipe)
+    set_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = Accelerator(mixed_precision=_mixed_precision(cfg),
+                      gradient_accumulation_steps=cfg.grad_accum)
+    recipe = factory(cfg.model, cfg.augment, seed=cfg.seed + acc.process_index)  # checks options
+    out = Path(cfg.out)
+    data = load_dataset(cfg.data, cfg.format)
+    train_set, val_set = split_dataset(data, by=cfg.split.by, val_fraction=cfg.split.val_fraction,
+                                       seed=cfg.split.seed)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = cfg.to_dict() | {"resolved_split": describe_split(train_set, val_set)}
+        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    recipe.setup(train_set, val_set)
+    model = recipe.build_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_train = sum(p.numel() for p in params)
+    n_total = sum(p.numel() for p in model.parameters())
+    acc.print(f"{cfg.recipe}: {n_train:,} trainable of {n_total:,} parameters "
+              f"({100 * n_train / n_total:.2f}%)")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, opt = acc.prepare(model, opt)
+    acc.register_for_checkpointing(recipe)
+
+    ckpt = out / "checkpoint"
+    start, elapsed0 = _resume(acc, ckpt)
+    if start:
+        acc.print(f"resuming {out} at step {start}")
+    metrics = out / "metrics.csv"
+    if start == 0 and acc.is_main_process:
+        metrics.write_text(",".join(METRIC_COLUMNS) + "\n")
+    per_epoch = max(1, math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum)))
+    eval_every = cfg.eval_every or per_epoch
+    ckpt_every = cfg.checkpoint_every or per_epoch
+    threshold = getattr(recipe, "threshold", 0.5)
+    batches = recipe.batches(cfg.batch_size)
+    t0 = time.perf_counter() - elapsed0
+    losses: list[float] = []
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step",
+               disable=not (progress and acc.is_main_process))
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        for _ in range(cfg.grad_accum):
+            batch = {k: v.to(acc.device) for k, v in next(batches).items()}
+            with acc.accumulate(model):
+                with acc.autocast():
+                    loss = recipe.loss(model, batch)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.clip_grad:
+                    acc.clip_grad_norm_(params, cfg.clip_grad)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        done = step + 1
+        if (done % eval_every == 0 or done == cfg.steps) and acc.is_main_process:
+            s = evaluate_recipe(recipe, acc.unwrap_model(model), val_set, threshold)
+            jf = (s["iou"].mean() + s["f"].mean()) / 2
+            with metrics.open("a") as f:
+                f.write(f"{done},{np.mean(losses[-eval_every * cfg.grad_accum:]):.5f},"
+                        f"{lr_at(step, cfg):.6g},{s['iou'].mean():.5f},{s['iou'].min():.5f},"
+                        f"{jf:.5f},{time.perf_counter() - t0:.1f}\n")
+            bar.write(f"step {done}: val mean IoU {s['iou'].mean():.4f} "
+                      f"(min {s['iou'].min():.4f}), J&F {jf:.4f}")
+        if done % ckpt_every == 0 or done == cfg.steps:
+            _checkpoint(acc, ckpt, done, time.perf_counter() - t0)
+    train_time = time.perf_counter() - t0
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return {}
+    net = acc.unwrap_model(model)
+    recipe.save(net, out / "model")
+    s = evaluate_recipe(recipe, net, val_set, threshold)
+    scores = {"recipe": cfg.recipe, "val_miou": float(s["iou"].mean()),
+              "val_min_iou": float(s["iou"].min()),
+              "val_jf": float((s["iou"].mean() + s["f"].mean()) / 2),
+              "val_f": float(s["f"].mean()),
+              "val_frames": [it["name"] for it in val_set], "train_frames": len(train_set),
+              "steps": cfg.steps, "train_time_s": round(train_time, 1),
+              "trainable_params": n_train, "total_params": n_total,
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+              "hardware": hardware_name()}
+    if torch.cuda.is_available():
+        scores["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    (out / "scores.yaml").write_text(yaml.safe_dump(scores, sort_keys=False))
+    plot_curve(metrics, out / "curve.png")
+    write_sample(recipe, net, val_set, s["iou"], out / "sample.png", threshold)
+    if hasattr(recipe, "write_card"):
+        recipe.write_card(out / "model", cfg, scores)
+    return scores
+
+
+def _resume(acc, ckpt: Path) -> tuple[int, float]:
+    """Load the newest complete checkpoint (``checkpoint/``, else an unrenamed
+    ``checkpoint.tmp/``); returns (step, elapsed seconds) or (0, 0.0)."""
+    for d in (ckpt, ckpt.with_name(ckpt.name + ".tmp")):
+        if (d / "step.json").is_file():
+            acc.load_state(str(d))
+            state = json.loads((d / "step.json").read_text())
+            return int(state["step"]), float(state.get("elapsed_s", 0.0))
+    return 0, 0.0
+
+
+def _checkpoint(acc, ckpt: Path, step: int, elapsed: float) -> None:
+    """Save the Accelerate state to ``checkpoint.tmp``, mark it complete with ``step.json``,
+    then swap it for ``checkpoint`` (a kill at any point leaves one complete checkpoint)."""
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp), safe_serialization=True)
+    if acc.is_main_process:
+        (tmp / "step.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed, 1)}))
+        shutil.rmtree(ckpt, ignore_errors=True)
+        os.replace(tmp, ckpt)
+    acc.wait_for_everyone()
+
+
+def hardware_name() -> str:
+    """Where this process trains (GPU name, else the CPU thread and core count)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{torch.get_num_threads()} CPU threads ({os.cpu_count()} cores)"
+
+
+def plot_curve(metrics_csv: Path, png: Path) -> None:
+    """Training loss and validation mean IoU / J&F against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(metrics_csv.open()))
+    if not rows:
+        return
+    step = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].plot(step, [float(r["loss"]) for r in rows])
+    ax[0].set(xlabel="step", ylabel="training loss", yscale="log")
+    ax[1].plot(step, [float(r["val_miou"]) for r in rows], marker="o", label="mean IoU")
+    if "val_jf" in rows[0]:
+        ax[1].plot(step, [float(r["val_jf"]) for r in rows], marker=".", label="J&F")
+    ax[1].set(xlabel="step", ylabel="validation")
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def write_sample(recipe, model, items, ious: np.ndarray, png: Path,
+                 threshold: float = 0.5) -> None:
+    """Frame | prediction | ground truth, side by side, for the first and the worst
+    validation frame (titles give the IoU)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picks = sorted({0, int(np.argmin(ious))})
+    fig, axes = plt.subplots(len(picks), 3, figsize=(10, 2.8 * len(picks)), squeeze=False)
+    model.eval()
+    with torch.inference_mode():
+        for row, i in zip(axes, picks):
+            item = items[i]
+            pred = recipe.predict(model, item) > threshold
+            for a, img, title in zip(row, (item["image"], pred, item["mask"] > 0),
+                                     (item["name"], f"prediction (IoU {ious[i]:.3f})",
+                                      "ground truth")):
+                a.imshow(img, cmap="gray")
+                a.set_title(title, fontsize=9)
+                a.axis("off")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,99 @@
+"""The shared training loop: run layout, resume after a kill, config errors, accumulation."""
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from rodentseg.cli import main
+from rodentseg.errors import RodentsegError
+from rodentseg.models import load_model
+from rodentseg.train.config import RunConfig, load_config
+from rodentseg.train.loop import recipe_factory, train
+from rodentseg.train.scratch import ScratchRecipe
+from tests.conftest import REPO
+
+
+def _cfg(data, out, **kw) -> RunConfig:
+    base = {"recipe": "scratch-tiny", "data": str(data), "out": str(out), "steps": 4,
+            "batch_size": 2, "warmup": 1, "eval_every": 2, "checkpoint_every": 2,
+            "split": {"by": "frame", "val_fraction": 0.25}}
+    return RunConfig.from_dict(base | kw)
+
+
+def test_run_layout_and_model_loads(small_data, tmp_path):
+    scores = train(_cfg(small_data, tmp_path / "run"), progress=False)
+    run = tmp_path / "run"
+    for f in ("config.yaml", "metrics.csv", "curve.png", "sample.png", "scores.yaml",
+              "checkpoint/step.json", "checkpoint/model.safetensors", "model/config.json",
+              "model/model.safetensors", "model/MODEL_CARD.md"):
+        assert (run / f).is_file(), f
+    assert 0 <= scores["val_miou"] <= 1 and 0 <= scores["val_jf"] <= 1
+    assert scores["train_frames"] == 6 and len(scores["val_frames"]) == 2
+    assert scores["trainable_params"] == scores["total_params"] > 100_000
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["recipe"] == "scratch-tiny" and resolved["split"]["by"] == "frame"
+    assert resolved["resolved_split"]  # the split actually used is stated with the run
+    # --model accepts the run directory and its model/ folder
+    assert load_model(str(run), "cpu").pre.upscale == 8
+    assert load_model(str(run / "model"), "cpu").pre.upscale == 8
+
+
+def test_resume_after_kill_equals_uninterrupted(small_data, tmp_path, monkeypatch):
+    train(_cfg(small_data, tmp_path / "a"), progress=False)
+    real_loss = ScratchRecipe.loss
+    calls = {"n": 0}
+
+    def killed_at_step_3(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_loss(self, model, batch)
+
+    monkeypatch.setattr(ScratchRecipe, "loss", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(small_data, tmp_path / "b"), progress=False)
+    assert yaml.safe_load((tmp_path / "b/checkpoint/step.json").read_text())["step"] == 2
+    monkeypatch.setattr(ScratchRecipe, "loss", real_loss)
+    train(_cfg(small_data, tmp_path / "b"), progress=False)  # resumes from the step-2 checkpoint
+    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the optimiser state was restored too: its moments match the uninterrupted run's
+    oa = torch.load(tmp_path / "a/checkpoint/optimizer.bin", weights_only=False)["state"]
+    ob = torch.load(tmp_path / "b/checkpoint/optimizer.bin", weights_only=False)["state"]
+    assert all(torch.equal(oa[k]["exp_avg"], ob[k]["exp_avg"]) for k in oa)
+    rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "2", "4"]
+
+
+def test_gradient_accumulation_runs_and_counts_steps(small_data, tmp_path):
+    scores = train(_cfg(small_data, tmp_path / "acc", steps=2, grad_accum=2, eval_every=0,
+                        checkpoint_every=0), progress=False)
+    assert scores["steps"] == 2
+    rows = (tmp_path / "acc" / "metrics.csv").read_text().splitlines()[1:]
+    assert rows[-1].split(",")[0] == "2"
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(RodentsegError, match="unknown config key.*stepz"):
+        load_config(None, ["stepz=3"])
+    with pytest.raises(RodentsegError, match="unknown split key"):
+        load_config(None, ["split.bi=video"])
+    with pytest.raises(RodentsegError, match="key=value"):
+        load_config(None, ["steps"])
+    with pytest.raises(RodentsegError, match="does not exist"):
+        load_config(str(tmp_path / "none.yaml"), [])
+    with pytest.raises(RodentsegError, match="mixed_precision"):
+        load_config(None, ["mixed_precision=fp8"])
+    with pytest.raises(RodentsegError, match="unknown recipe 'segformerr'.*scratch-tiny"):
+        recipe_factory("segformerr")
+    cfg = load_config(str(REPO / "configs/scratch-tiny.yaml"),
+                      ["steps=7", "augment.scale=[0.5, 1.0]"])
+    assert cfg.steps == 7 and cfg.augment["scale"] == [0.5, 1.0] and cfg.batch_size == 8
+
+
+def test_cli_reports_a_bad_key(tmp_path, capsys):
+    assert main(["train", "--config", str(REPO / "configs/scratch-tiny.yaml"),
+                 "--set", "augment.scael=[0.5,1]", "--set", f"out={tmp_path}/r"]) == 2
+    assert "unknown augment key" in capsys.readouterr().err
