@@ -110,7 +110,7 @@ def export_model(model: str, out: str | Path, fmt: str = "onnx", int8: bool = Fa
             missing onnx/onnxruntime, an unknown model, an unreadable video, or fp32 parity
             worse than :data:`FP32_TOLERANCE` (the export is then not published).
     """
-    from rodentseg.models import load_model
+    from rodentseg.models import Segmenter, load_model
 
     if fmt not in FORMATS:
         raise RodentsegError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
@@ -122,6 +122,11 @@ def export_model(model: str, out: str | Path, fmt: str = "onnx", int8: bool = Fa
         raise RodentsegError(f"{out} already holds an export ({present}); pass --overwrite to "
                              "replace it, or choose another --out")
     torch_model = load_model(model, "cpu")
+    if not isinstance(torch_model, Segmenter):
+        raise RodentsegError(
+            f"--model {model}: ONNX export covers the rodentseg-tiny architecture (scratch-tiny "
+            f"recipe); got a {type(torch_model).__name__} (a fine-tuned run): segment with "
+            "--runtime torch (SAM 2 prompt encoder + mask decoder: `--sam2 SAM2_MODEL`)")
     if frames is not None:
         sample, source = read_first_frames(frames, n_frames), f"first frames of {frames}"
         source = f"{len(sample)} {source}"
