@@ -1,5 +1,5 @@
 """The ``rodentseg`` command line: ``segment``, ``track``, ``annotate``, ``evaluate``, ``train``,
-``export``, ``models``."""
+``frames``, ``export``, ``app``, ``models``."""
 
 from __future__ import annotations
 
