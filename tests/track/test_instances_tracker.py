@@ -36,6 +36,15 @@ def test_tail_fragment_joins_its_animal():
     assert len(inst.masks) == 1 and inst.masks[0].sum() == body.sum() + tail.sum()
 
 
+def test_large_blob_next_to_an_animal_is_not_a_fragment():
+    body = disc(50, 60, r=12)  # 450 px
+    shadow = disc(50, 84, r=6)  # 113 px (25% of the body), 4 px away: a mirror image on a wall
+    inst = split_instances(prob_of(body, shadow), n_animals=1, min_area=30, merge_px=12)
+    assert len(inst.masks) == 1 and inst.masks[0].sum() == body.sum()  # centroid not dragged
+    inst = split_instances(prob_of(body, shadow), n_animals=1, merge_px=12, max_fragment=0.5)
+    assert inst.masks[0].sum() == body.sum() + shadow.sum()  # the old behaviour, when asked
+
+
 def test_known_count_splits_touching_animals():
     a, b = disc(60, 60, r=12), disc(82, 60, r=12)  # overlapping discs: one blob
     assert len(split_instances(prob_of(a, b)).masks) == 1

@@ -34,14 +34,16 @@ frames (the model reads luma), trained from scratch by this project's own traini
   `{val_last}`) are never trained on and only scored.
 - Augmentation: copy-paste of the labelled mice (0-3 per image; scale {scale[0]}-{scale[1]}, any
   rotation, flips, fur brightness) onto the real frames, onto the session's empty background,
-  and onto synthetic arenas (dark rings, boxes, floor lines); contrast, brightness, gamma, blur
-  and noise. Loss: BCE + soft Dice at full resolution.
+  and onto synthetic arenas (dark rings, boxes, floor lines); half of the pasted scenes get a
+  dark surround outside a large circle with most mice placed against it (a dark mouse touching
+  a dark arena wall); contrast, brightness, gamma, blur and noise. Loss: BCE + soft Dice at
+  full resolution.
 - {steps} steps of batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine), seed {seed};
   {train_time:.0f} s on {hardware}.
 
 ## Scores (measured)
 - Validation ({n_val} held-out frames, full resolution): mean IoU **{miou:.4f}**, lowest frame
-  IoU {min_iou:.4f}.
+  IoU {min_iou:.4f}, DAVIS J&F {jf}.
 {extra}
 ## Limitations
 - One session of one dark mouse on a light floor: light animals on dark floors, bedding,
@@ -77,7 +79,8 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         n_train=scores["train_frames"], n_val=len(val), val_first=val[0], val_last=val[-1],
         scale=augment.scale, steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr,
         warmup=cfg.warmup, seed=cfg.seed, train_time=scores["train_time_s"], hardware=hardware,
-        miou=scores["val_miou"], min_iou=scores["val_min_iou"], extra=extra)
+        miou=scores["val_miou"], min_iou=scores["val_min_iou"],
+        jf=f"{scores['val_jf']:.4f}" if "val_jf" in scores else "not measured", extra=extra)
     path = model_dir / "MODEL_CARD.md"
     path.write_text(text)
     return path
