@@ -9,4 +9,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 from rodentseg.errors import RodentsegError  # noqa: E402
 
-__all__ = ["RodentsegError", "__version__"]
+__all__ = ["DEFAULT_MODEL", "RodentsegError", "__version__"]
+
+#: The embedded model ``rodentseg segment`` uses unless ``--model`` names another (kept here, not
+#: in :mod:`rodentseg.models`, so that building the command line does not import torch).
+DEFAULT_MODEL = "rodentseg-tiny"

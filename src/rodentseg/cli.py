@@ -30,7 +30,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_segment(sub) -> None:
-    from rodentseg.models import DEFAULT_MODEL
+    from rodentseg import DEFAULT_MODEL
 
     p = sub.add_parser("segment", help="segment and track every animal in videos",
                        description="Write per-frame masks, identities, tables and an overlay "

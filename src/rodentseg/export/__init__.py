@@ -6,13 +6,23 @@ package works without it, and every function that needs it raises a RodentsegErr
 install command.
 """
 
-from rodentseg.export.bundle import FORMATS, ExportReport, export_model, read_first_frames
-from rodentseg.export.onnx_export import (FP32_TOLERANCE, INT8_FILE, ONNX_FILE, OPSET, Parity,
-                                          export_segmenter, parity, quantize_int8)
-from rodentseg.export.runtime import (RUNTIMES, OnnxSegmenter, load_onnx_model, load_runtime)
-from rodentseg.export.sam2 import SAM2_FILE, Sam2Parity, export_sam2_decoder
+from importlib import import_module
 
-__all__ = ["FORMATS", "FP32_TOLERANCE", "INT8_FILE", "ONNX_FILE", "OPSET", "RUNTIMES",
-           "SAM2_FILE", "ExportReport", "OnnxSegmenter", "Parity", "Sam2Parity",
-           "export_model", "export_sam2_decoder", "export_segmenter", "load_onnx_model",
-           "load_runtime", "parity", "quantize_int8", "read_first_frames"]
+_EXPORTS = {
+    "FORMATS": "bundle", "ExportReport": "bundle", "export_model": "bundle",
+    "read_first_frames": "bundle",
+    "FP32_TOLERANCE": "onnx_export", "INT8_FILE": "onnx_export", "ONNX_FILE": "onnx_export",
+    "OPSET": "onnx_export", "Parity": "onnx_export", "export_segmenter": "onnx_export",
+    "parity": "onnx_export", "quantize_int8": "onnx_export",
+    "RUNTIMES": "runtime", "OnnxSegmenter": "runtime", "load_onnx_model": "runtime",
+    "load_runtime": "runtime",
+    "SAM2_FILE": "sam2", "Sam2Parity": "sam2", "export_sam2_decoder": "sam2",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Names are imported on first use, so ``rodentseg --help`` does not pay for torch."""
+    if name in _EXPORTS:
+        return getattr(import_module(f"rodentseg.export.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rodentseg.export' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``export`` subcommand (handler :func:`run_export` as ``args.func``)."""
-    from rodentseg.models import DEFAULT_MODEL
+    from rodentseg import DEFAULT_MODEL
 
     p = subparsers.add_parser(
         "export", help="export the segmenter (and a SAM 2 decoder) to ONNX, optionally INT8",

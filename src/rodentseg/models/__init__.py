@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
+from rodentseg import DEFAULT_MODEL
 from rodentseg.errors import RodentsegError
 from rodentseg.models.segmenter import Segmenter, load_segmenter
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "rodentseg-tiny"
 
 #: Registry name -> directory with ``config.json`` + ``model.safetensors`` + ``MODEL_CARD.md``.
 MODEL_REGISTRY: dict[str, Path] = {DEFAULT_MODEL: WEIGHTS_DIR / DEFAULT_MODEL}
