@@ -1,6 +1,7 @@
 """End-to-end `rodentseg segment` throughput and memory, against decode-only, in one run.
 
     python benchmarks/segment_throughput.py [--video V] [--frames N] [--threads T]
+        [--runtime torch|onnx|onnx-int8]
 
 Runs the default model end to end on CPU (decode, model, identities, writing masks, RLE, tables
 and the overlay video) over the video, then decodes the same frames alone, and prints both
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from rodentseg.export.runtime import load_runtime
 from rodentseg.io.video import VideoWriter, read_frames
-from rodentseg.models import load_model
 from rodentseg.segment import SegmentOptions, segment_video
 
 VIDEO = Path(__file__).resolve().parents[1].parent / "shared/data/tracktor-mice/mouse_video.mp4"
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=0, help="first N frames only (0 = all)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                    help="as `rodentseg segment --runtime` (onnx needs the [onnx] extra)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,7 +53,7 @@ def main() -> None:
                         w.write(f)
                     if first + len(batch) >= args.frames:
                         break
-        model = load_model("rodentseg-tiny", "cpu")
+        model = load_runtime("rodentseg-tiny", "cpu", args.runtime)
         marks: dict[int, float] = {}
 
         def on_batch(n: int) -> None:
@@ -70,7 +73,8 @@ def main() -> None:
         decode_s = time.perf_counter() - t
         assert m == n
     print(f"video: {args.video.name}, {n} frames {run['width']}x{run['height']}, "
-          f"torch threads {torch.get_num_threads()}, batch {args.batch_size}")
+          f"runtime {args.runtime}, torch threads {torch.get_num_threads()}, "
+          f"batch {args.batch_size}")
     print(f"decode only      : {n / decode_s:8.1f} frames/s")
     print(f"end to end       : {n / e2e_s:8.1f} frames/s  (ratio to decode-only "
           f"{(n / e2e_s) / (n / decode_s):.3f})")
