@@ -57,8 +57,13 @@ def main() -> None:
           f"params | peak RSS | hardware |\n|---|---|---|---|---|---|---|---|---|")
     for recipe, init, s in rows:
         print(f"| {recipe} | {init} | {s['steps']} | {s['val_miou']:.3f} | {s['val_jf']:.3f} | "
-              f"{s['train_time_s'] / 60:.1f} min | {s['trainable_params']:,} / "
+              f"{s['train_time_s'] / 60:.1f} min{_setup(s)} | {s['trainable_params']:,} / "
               f"{s['total_params']:,} | {s['peak_rss_mb']:,} MB | {s['hardware']} |")
+
+
+def _setup(scores: dict) -> str:
+    t = scores.get("setup_time_s", 0)
+    return f" + {t / 60:.1f} min setup" if t >= 30 else ""
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     Returns:
         The final scores (also in ``scores.yaml``): ``val_miou`` (mean IoU over validation
         frames), ``val_min_iou``, ``val_jf`` (DAVIS J&F mean), ``trainable_params``,
-        ``total_params``, ``train_time_s``, ``peak_rss_mb`` (and ``peak_gpu_mb`` on a GPU), ...
+        ``total_params``, ``train_time_s`` (optimiser steps and evaluations), ``setup_time_s``
+        (the recipe's one-off preparation, e.g. caching embeddings), ``peak_rss_mb`` (and ``peak_gpu_mb`` on a GPU), ...
 
     Raises:
         RodentsegError: unknown recipe or option, unreadable data, or an empty split.
@@ -121,7 +122,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         resolved = cfg.to_dict() | {"resolved_split": describe_split(train_set, val_set)}
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    recipe.setup(train_set, val_set)
+    t_setup = time.perf_counter()
+    recipe.setup(train_set, val_set)  # e.g. sam2-decoder caches its image embeddings here
+    setup_time = time.perf_counter() - t_setup
     model = recipe.build_model()
     params = [p for p in model.parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in params)
@@ -188,6 +191,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
               "val_f": float(s["f"].mean()),
               "val_frames": [it["name"] for it in val_set], "train_frames": len(train_set),
               "steps": cfg.steps, "train_time_s": round(train_time, 1),
+              "setup_time_s": round(setup_time, 1),
               "trainable_params": n_train, "total_params": n_total,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
               "hardware": hardware_name()}
