@@ -53,8 +53,8 @@ def main() -> None:
         init = "random" if args.random_init and recipe in PRETRAINED else (
             "scratch" if recipe not in PRETRAINED else "pretrained")
         rows.append((recipe, init, s))
-    print(f"\n| recipe | init | steps | val mean IoU | val J&F | train time | trainable / total "
-          f"params | peak RSS | hardware |\n|---|---|---|---|---|---|---|---|---|")
+    print("\n| recipe | init | steps | val mean IoU | val J&F | train time | trainable / total "
+          "params | peak RSS | hardware |\n|---|---|---|---|---|---|---|---|---|")
     for recipe, init, s in rows:
         print(f"| {recipe} | {init} | {s['steps']} | {s['val_miou']:.3f} | {s['val_jf']:.3f} | "
               f"{s['train_time_s'] / 60:.1f} min{_setup(s)} | {s['trainable_params']:,} / "
