@@ -135,7 +135,8 @@ def test_nothing_to_propagate_without_a_click(session):
 
 def test_save_writes_the_output_layout_and_a_training_dataset(session, tmp_path):
     from rodentseg.io.masks import iter_coco_frames
-    from rodentseg.train.data import load_labelled_frames
+    from rodentseg.train.datasets import load_dataset
+    from rodentseg.train.scratch import luma_frames
 
     session.out = tmp_path / "out"
     session.click(*A)
@@ -156,7 +157,7 @@ def test_save_writes_the_output_layout_and_a_training_dataset(session, tmp_path)
     assert run["command"] == "app" and run["prompted_frames"] == [0] and run["frame_count"] == 6
     for f in ("overlay.mp4", "summary.csv", "review.csv"):
         assert (res / f).stat().st_size > 0
-    data = load_labelled_frames(saved.dataset)
+    data = luma_frames(load_dataset(saved.dataset))
     assert data.frames.shape == (6, 480, 640) and data.masks.sum((1, 2)).min() > 600
     assert (tmp_path / "out" / "two_mice" / "masks.json").exists()
     assert (tmp_path / "out" / "two_mice-dataset" / "frames" / "000005.png").exists()

@@ -8,8 +8,9 @@ from PIL import Image
 from rodentseg.errors import RodentsegError
 from rodentseg.models.segmenter import Preprocessing, RodentSegNet, forward_full, tiny_config
 from rodentseg.train.augment import CopyPasteAugment
-from rodentseg.train.data import load_labelled_frames, temporal_split
-from rodentseg.train.scratch import ScratchRecipe, seg_loss
+from rodentseg.train.data import temporal_split
+from rodentseg.train.datasets import load_dataset
+from rodentseg.train.scratch import ScratchRecipe, luma_frames, seg_loss
 
 
 def test_split_is_temporal():
@@ -17,7 +18,7 @@ def test_split_is_temporal():
 
 
 def test_augment_shapes_labels_and_seed(small_data):
-    data = load_labelled_frames(small_data)
+    data = luma_frames(load_dataset(small_data))
     img, lab = CopyPasteAugment(data, seed=3)(6)
     assert img.shape == lab.shape == (6, 1, 120, 160)
     assert 0 <= img.min() and img.max() <= 1
@@ -30,7 +31,7 @@ def test_augment_shapes_labels_and_seed(small_data):
 
 
 def test_loss_drops_on_a_fixed_batch(small_data):
-    data = load_labelled_frames(small_data)
+    data = luma_frames(load_dataset(small_data))
     x = torch.from_numpy(data.frames[:4]).float()[:, None] / 255
     y = torch.from_numpy(data.masks[:4]).float()[:, None]
     torch.manual_seed(0)
@@ -50,16 +51,16 @@ def test_loss_drops_on_a_fixed_batch(small_data):
 
 def test_missing_data_folder(tmp_path):
     with pytest.raises(RodentsegError, match="expected a folder"):
-        load_labelled_frames(tmp_path)
+        load_dataset(tmp_path, "frames")
     (tmp_path / "frames").mkdir()
     (tmp_path / "masks").mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "frames" / "a.png")
     with pytest.raises(RodentsegError, match="no mask"):
-        load_labelled_frames(tmp_path)
+        load_dataset(tmp_path, "frames")
 
 
 def test_walls_put_rodents_against_a_dark_surround(small_data):
-    data = load_labelled_frames(small_data)
+    data = luma_frames(load_dataset(small_data))
     aug = CopyPasteAugment(data, seed=0)
     aug.cfg.p_real, aug.cfg.p_wall, aug.cfg.p_at_wall = 0.0, 1.0, 1.0
     img, lab = aug(8)

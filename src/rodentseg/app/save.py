@@ -9,7 +9,7 @@ mask, every frame in between included) writes both:
   and ``review.csv`` (:class:`rodentseg.annotate.review.ReviewRanker`), as ``rodentseg annotate``
   writes it; frame indices are those of the video.
 - ``OUT/<name>-dataset/``: ``frames/NNNNNN.png`` (RGB) and ``masks/NNNNNN.png`` (8-bit label,
-  pixel = obj_id), the layout :func:`rodentseg.train.data.load_labelled_frames` reads.
+  pixel = obj_id), the layout :func:`rodentseg.train.datasets.load_dataset` reads.
 
 Both folders are written under temporary names and renamed when complete, replacing an
 earlier save of the same name.
