@@ -149,6 +149,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     batches = recipe.batches(cfg.batch_size)
     t0 = time.perf_counter() - elapsed0
     losses: list[float] = []
+    s = None  # the evaluation after the last step, reused for scores.yaml
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step",
                disable=not (progress and acc.is_main_process))
     for step in bar:
@@ -184,7 +185,8 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
         return {}
     net = acc.unwrap_model(model)
     recipe.save(net, out / "model")
-    s = evaluate_recipe(recipe, net, val_set, threshold)
+    if s is None:  # no step ran in this process (a finished run started again)
+        s = evaluate_recipe(recipe, net, val_set, threshold)
     scores = {"recipe": cfg.recipe, "val_miou": float(s["iou"].mean()),
               "val_min_iou": float(s["iou"].min()),
               "val_jf": float((s["iou"].mean() + s["f"].mean()) / 2),
