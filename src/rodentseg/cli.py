@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
+from rodentseg.heap import bound_heap
 
 
 #: Modules that each add one subcommand with ``add_parser(subparsers)``.
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a one-line message)."""
     args = build_parser().parse_args(argv)
+    bound_heap()  # long videos: keep peak memory flat (rodentseg.heap)
     try:
         return args.func(args)
     except RodentsegError as e:

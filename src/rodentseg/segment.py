@@ -5,7 +5,9 @@ layout of :mod:`rodentseg.io.results` (``masks/``, ``masks.json``, ``tracks.csv`
 ``overlay.mp4``, ``run.json``), published only when complete. A killed run leaves only a partial
 folder, which the next run replaces; videos whose finished output matches (same video hash,
 model weights and options) are skipped. Memory stays constant: frames are decoded, segmented and
-written batch by batch, and the writing of one batch overlaps the model call of the next.
+written batch by batch, and the writing of one batch overlaps the model call of the next;
+glibc's heap keeps its memory between batches and gives its free pages back every
+:data:`TRIM_EVERY` frames (:mod:`rodentseg.heap`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tqdm import tqdm
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
+from rodentseg.heap import bound_heap, trim_heap
 from rodentseg.io.results import TRACK_COLUMNS, ResultWriter, prepare, publish
 from rodentseg.io.video import probe, read_frames, sha256_input
 from rodentseg.models import Segmenter, load_model
@@ -30,6 +33,8 @@ from rodentseg.track.readouts import finalize
 from rodentseg.track.tracker import Tracker
 
 __all__ = ["TRACK_COLUMNS", "SegmentOptions", "segment_video", "segment_videos"]
+
+TRIM_EVERY = 256  # frames between returns of the heap's free pages (rodentseg.heap)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
     """
     video, out = Path(video), Path(out)
     t_start = time.perf_counter()
+    bound_heap()
     info = probe(video)
     signature = {"video_sha256": sha256_input(video), "weights_sha256": model.weights_sha256,
                  "options": asdict(opts)}
@@ -128,6 +134,8 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
             timings["model_s"] += t2 - t1
             timings["instances_s"] += t3 - t2
             n_frames += len(frames)
+            if n_frames // TRIM_EVERY > (n_frames - len(frames)) // TRIM_EVERY:
+                trim_heap()
             bar.update(len(frames))
             if on_batch is not None:
                 on_batch(n_frames)
