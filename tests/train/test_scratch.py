@@ -10,7 +10,7 @@ from rodentseg.models.segmenter import Preprocessing, RodentSegNet, forward_full
 from rodentseg.train.augment import CopyPasteAugment
 from rodentseg.train.data import temporal_split
 from rodentseg.train.datasets import load_dataset
-from rodentseg.train.scratch import ScratchRecipe, luma_frames, seg_loss
+from rodentseg.train.scratch import ScratchRecipe, luma_frames, seg_loss, thin_parts
 
 
 def test_split_is_temporal():
@@ -76,3 +76,29 @@ def test_unknown_recipe_options():
         ScratchRecipe({}, {"scael": [0.5, 1]})
     with pytest.raises(RodentsegError, match="unknown model key"):
         ScratchRecipe({"hidden_sizez": [8]}, {})
+
+
+def test_thin_parts_are_the_tail_not_the_body():
+    target = torch.zeros(1, 1, 40, 60)
+    target[..., 10:30, 5:35] = 1  # body, 20 x 30
+    target[..., 19:22, 35:55] = 1  # tail, 3 px wide
+    thin = thin_parts(target)
+    assert thin[..., 19:22, 36:55].eq(1).all()  # the tail (beyond its joint with the body)
+    assert thin[..., 10:30, 5:35].sum() == 0  # none of the body
+    assert thin[target == 0].sum() == 0
+
+
+def test_thin_weight_weighs_errors_on_the_tail():
+    target = torch.zeros(1, 1, 40, 60)
+    target[..., 10:30, 5:35] = 1
+    target[..., 19:22, 35:55] = 1
+    logits = torch.where(target > 0, 4.0, -4.0)
+    logits[..., 19:22, 35:55] = -4.0  # the tail is missed
+    missed = seg_loss(logits, target, thin_weight=5.0) - seg_loss(logits, target)
+    logits[..., 19:22, 35:55] = 4.0  # with the tail found, the weight adds next to nothing
+    found = seg_loss(logits, target, thin_weight=5.0) - seg_loss(logits, target)
+    assert missed > 0 and missed > 50 * found
+
+
+def test_thin_weight_is_a_recipe_option():
+    assert ScratchRecipe({"thin_weight": 3}, {}).thin_weight == 3.0
