@@ -13,7 +13,6 @@ glibc's heap keeps its memory between batches and gives its free pages back ever
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,13 @@ from tqdm import tqdm
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
 from rodentseg.heap import bound_heap, trim_heap
-from rodentseg.io.results import TRACK_COLUMNS, ResultWriter, prepare, publish
+from rodentseg.io.results import (
+    TRACK_COLUMNS,
+    ResultWriter,
+    discard_on_error,
+    prepare,
+    publish,
+)
 from rodentseg.io.video import probe, read_frames, sha256_input
 from rodentseg.models import Segmenter, load_model
 from rodentseg.track.instances import split_instances
@@ -101,11 +106,7 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
     tracker = Tracker(n_animals=opts.animals)
     timings = {"decode_s": 0.0, "model_s": 0.0, "instances_s": 0.0, "write_s": 0.0}
     n_frames = 0
-    bar = tqdm(total=info.frame_count, unit="frame", desc=video.name, disable=not progress,
-               dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=1)  # writing overlaps the next batch's model call
     pending = None
-    writer = None
 
     def write_batch(frames, results) -> float:
         t = time.perf_counter()
@@ -113,49 +114,45 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
             writer.write(fm, frame)
         return time.perf_counter() - t
 
-    try:
-        writer = ResultWriter(partial, info.width, info.height, info.fps, overlay=opts.overlay)
-        t = time.perf_counter()
-        for first, frames in read_frames(video, opts.batch_size):
-            t1 = time.perf_counter()
-            probs = model.predict(frames)
-            t2 = time.perf_counter()
-            results = []
-            for k, prob in enumerate(probs):
-                inst = split_instances(prob, model.pre.threshold, opts.animals, opts.min_area,
-                                       priors=tracker.predicted_centroids())
-                results.append(tracker.update(first + k, inst.masks, inst.scores,
-                                              frame=frames[k]))
-            t3 = time.perf_counter()
+    with discard_on_error(partial), ResultWriter(partial, info.width, info.height, info.fps,
+                                                 overlay=opts.overlay) as writer:
+        bar = tqdm(total=info.frame_count, unit="frame", desc=video.name, disable=not progress,
+                   dynamic_ncols=True)
+        pool = ThreadPoolExecutor(max_workers=1)  # writing overlaps the next batch's model call
+        try:
+            t = time.perf_counter()
+            for first, frames in read_frames(video, opts.batch_size):
+                t1 = time.perf_counter()
+                probs = model.predict(frames)
+                t2 = time.perf_counter()
+                results = []
+                for k, prob in enumerate(probs):
+                    inst = split_instances(prob, model.pre.threshold, opts.animals,
+                                           opts.min_area, priors=tracker.predicted_centroids())
+                    results.append(tracker.update(first + k, inst.masks, inst.scores,
+                                                  frame=frames[k]))
+                t3 = time.perf_counter()
+                if pending is not None:
+                    timings["write_s"] += pending.result()
+                pending = pool.submit(write_batch, frames, results)
+                timings["decode_s"] += t1 - t
+                timings["model_s"] += t2 - t1
+                timings["instances_s"] += t3 - t2
+                n_frames += len(frames)
+                if n_frames // TRIM_EVERY > (n_frames - len(frames)) // TRIM_EVERY:
+                    trim_heap()
+                bar.update(len(frames))
+                if on_batch is not None:
+                    on_batch(n_frames)
+                t = time.perf_counter()
             if pending is not None:
                 timings["write_s"] += pending.result()
-            pending = pool.submit(write_batch, frames, results)
-            timings["decode_s"] += t1 - t
-            timings["model_s"] += t2 - t1
-            timings["instances_s"] += t3 - t2
-            n_frames += len(frames)
-            if n_frames // TRIM_EVERY > (n_frames - len(frames)) // TRIM_EVERY:
-                trim_heap()
-            bar.update(len(frames))
-            if on_batch is not None:
-                on_batch(n_frames)
-            t = time.perf_counter()
-        if pending is not None:
-            timings["write_s"] += pending.result()
-            pending = None
+        finally:
+            bar.close()
+            pool.shutdown()  # waits for a batch still being written
         writer.close()
         finalize(partial, info.fps, info.width, info.height, px_per_cm=opts.px_per_cm,
                  events=tracker.events, n_frames=n_frames)
-    except BaseException:
-        if pending is not None:
-            pending.exception()  # wait for the writer thread before tearing down
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        bar.close()
-        pool.shutdown()
     total = time.perf_counter() - t_start
     run = {
         "rodentseg_version": __version__,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from rodentseg.annotate.adapter import VideoModel
 from rodentseg.annotate.review import ReviewRanker
 from rodentseg.annotate.session import VideoSession
 from rodentseg.errors import RodentsegError
-from rodentseg.io.results import ResultWriter, prepare, publish
+from rodentseg.io.results import ResultWriter, discard_on_error, prepare, publish
 from rodentseg.io.video import sha256_input
 from rodentseg.types import FrameMasks
 
@@ -98,9 +97,8 @@ def write_session(session: VideoSession, partial: Path, overlay: bool,
     """
     frames = session.frames
     ranker = ReviewRanker(frames.fps)
-    writer = ResultWriter(partial, frames.width, frames.height, frames.fps, overlay=overlay)
     n = 0
-    try:
+    with ResultWriter(partial, frames.width, frames.height, frames.fps, overlay=overlay) as writer:
         for t, frame in tqdm(frames.forward(), total=frames.n_frames, unit="frame",
                              desc="write", disable=not progress, dynamic_ncols=True):
             objs = session.details(t)
@@ -112,10 +110,6 @@ def write_session(session: VideoSession, partial: Path, overlay: bool,
                          frame if overlay else None)
             ranker.update(t, objs)
             n += 1
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
     ranker.write(partial / "review.csv")
     return n, ranker
 
@@ -154,7 +148,7 @@ def annotate_video(video: str | Path, out: str | Path, model: VideoModel,
                 print(f"{video}: already done in {out / video.stem} (same video, model, prompts "
                       "and options); skipped")
             return out / video.stem
-        try:
+        with discard_on_error(partial):
             apply_prompts(session, objects)
             t1 = time.perf_counter()
             for _ in session.propagate(direction="both", progress=progress):
@@ -163,9 +157,6 @@ def annotate_video(video: str | Path, out: str | Path, model: VideoModel,
             checked = session.check_consistency(progress) if opts.check_consistency else 0
             t3 = time.perf_counter()
             n, _ = write_session(session, partial, opts.overlay, progress)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
         total = time.perf_counter() - t0
         run = {
             "rodentseg_version": __version__, "command": "annotate", "mode": "one-shot",

@@ -19,8 +19,8 @@ frames late); frames before its detection are not filled backward.
 from __future__ import annotations
 
 import platform
-import shutil
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from rodentseg.annotate.review import ReviewRanker
 from rodentseg.annotate.session import VideoSession
 from rodentseg.annotate.store import ObjectMask
 from rodentseg.errors import RodentsegError
-from rodentseg.io.results import ResultWriter, prepare, publish
+from rodentseg.io.results import ResultWriter, discard_on_error, prepare, publish
 from rodentseg.io.video import sha256_input
 from rodentseg.track.tracker import Tracker
 
@@ -167,29 +167,20 @@ def zero_shot_video(video: str | Path, out: str | Path, model: VideoModel, detec
         if progress:
             print(f"{video}: already done in {out / video.stem}; skipped")
         return out / video.stem
-    session = model.start(video)
-    writer = None
-    try:
+    with discard_on_error(partial), closing(model.start(video)) as session:
         zs = ZeroShotTracker(session, detector, opts)
         frames = session.frames
         ranker = ReviewRanker(frames.fps)
-        writer = ResultWriter(partial, frames.width, frames.height, frames.fps, opts.overlay)
         n = 0
-        for t, frame in tqdm(frames.forward(), total=frames.n_frames, unit="frame",
-                             desc=video.name, disable=not progress, dynamic_ncols=True):
-            objs, fm = zs.step(t, frame)
-            writer.write(fm, frame if opts.overlay else None)
-            ranker.update(t, objs)
-            n += 1
-        writer.close()
+        with ResultWriter(partial, frames.width, frames.height, frames.fps,
+                          opts.overlay) as writer:
+            for t, frame in tqdm(frames.forward(), total=frames.n_frames, unit="frame",
+                                 desc=video.name, disable=not progress, dynamic_ncols=True):
+                objs, fm = zs.step(t, frame)
+                writer.write(fm, frame if opts.overlay else None)
+                ranker.update(t, objs)
+                n += 1
         ranker.write(partial / "review.csv")
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        session.close()
     total = time.perf_counter() - t0
     run = {"rodentseg_version": __version__, "command": "annotate", "mode": "zero-shot",
            "model": model.name, **signature, "video": str(video.resolve()),

@@ -20,6 +20,8 @@ import csv
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,9 @@ class ResultWriter:
             self._video.write(draw_masks(frame, fm))
 
     def close(self) -> None:
-        """Finish every file (the folder is still partial until :func:`publish`)."""
+        """Finish every file (the folder is still partial until :func:`publish`); once."""
+        if self._tf.closed:
+            return
         self._coco.close()
         self._tf.close()
         if self._video is not None:
@@ -87,10 +91,35 @@ class ResultWriter:
 
     def abort(self) -> None:
         """Stop after an error; the caller removes the partial folder."""
+        if self._tf.closed:
+            return
         self._coco.__exit__(RuntimeError, None, None)
         self._tf.close()
         if self._video is not None:
             self._video.__exit__(RuntimeError, None, None)
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        """Close on success, :meth:`abort` on an error."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@contextmanager
+def discard_on_error(partial: Path) -> Iterator[Path]:
+    """Remove the partial folder when the block raises (Ctrl-C included), then re-raise.
+
+    What was published before is untouched: only ``partial`` goes.
+    """
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def check_writable(out: Path) -> None:

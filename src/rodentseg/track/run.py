@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import shutil
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
 from rodentseg.io.masks import iter_coco_frames, iter_label_pngs
-from rodentseg.io.results import ResultWriter, prepare, publish
+from rodentseg.io.results import ResultWriter, discard_on_error, prepare, publish
 from rodentseg.io.video import hash_into, probe, read_frames
 from rodentseg.track.readouts import finalize
 from rodentseg.track.tracker import Tracker
@@ -153,8 +153,10 @@ def track_masks(masks: str | Path, out: str | Path, video: str | Path | None = N
     t_start = time.perf_counter()
     tracker = Tracker(n_animals=opts.animals)
     writer, n, last, size = None, 0, -1, None
-    vframes = _video_frames(video)
-    try:
+    with discard_on_error(partial), ExitStack() as stack:
+        vframes = _video_frames(video)
+        if vframes is not None:
+            stack.callback(vframes.close)
         for fm in tqdm(frames, total=count or None, unit="frame", desc=masks.name,
                        disable=not progress, dynamic_ncols=True):
             if size is None:
@@ -163,8 +165,8 @@ def track_masks(masks: str | Path, out: str | Path, video: str | Path | None = N
                     raise RodentsegError(f"masks are {size[1]}x{size[0]} but {video} is "
                                          f"{info.width}x{info.height}; expected the masks of "
                                          "this video")
-                writer = ResultWriter(partial, size[1], size[0], fps,
-                                      overlay=opts.overlay and video is not None)
+                writer = stack.enter_context(ResultWriter(
+                    partial, size[1], size[0], fps, overlay=opts.overlay and video is not None))
             elif fm.shape != size:
                 raise RodentsegError(f"frame {fm.frame_idx} of {masks} is {fm.shape[1]}x"
                                      f"{fm.shape[0]}, earlier frames are {size[1]}x{size[0]}")
@@ -182,17 +184,8 @@ def track_masks(masks: str | Path, out: str | Path, video: str | Path | None = N
         if writer is None:
             raise RodentsegError(f"{masks} holds no frames")
         writer.close()
-        writer = None
         n_frames = max(info.frame_count, last + 1) if info else last + 1
         finalize(partial, fps, size[1], size[0], opts.px_per_cm, tracker.events, n_frames)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        if vframes is not None:
-            vframes.close()
     run = {"rodentseg_version": __version__, **signature, "masks": str(masks.resolve()),
            "video": str(video.resolve()) if video else None, "fps": fps,
            "fps_source": "option" if opts.fps else ("video" if info else "default"),
