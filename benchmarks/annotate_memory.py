@@ -1,7 +1,8 @@
 """Memory and speed of video propagation: rodentseg's pruned streaming session against the
 transformers default (whole-video) session, on the first N frames of a real video.
 
-    python benchmarks/annotate_memory.py [--frames 30,300] [--image-size 1024] [--threads T]
+    python benchmarks/annotate_memory.py [--frames 30,300] [--default-frames 30] [--repeats R]
+        [--image-size 1024] [--threads T]
 
 Model: the real-size SAM 2.1-tiny architecture (``Sam2VideoConfig()`` defaults, 39.0M
 parameters) with random weights, saved with ``save_pretrained`` and loaded back as users load
@@ -144,6 +145,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=1024, help="model input side (px)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--modes", default="streaming,default")
+    ap.add_argument("--default-frames", default=None,
+                    help="clip lengths for the default mode only (default: --frames); the "
+                         "default session's cost at the longest clip is the slowest part")
     ap.add_argument("--repeats", type=int, default=3,
                     help="alternated timing runs of both modes at the smallest frame count")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -174,11 +178,14 @@ def main() -> None:
                   f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
             return r
 
+        default_counts = (counts if args.default_frames is None
+                          else sorted(int(x) for x in args.default_frames.split(",")))
         results: dict[tuple[str, int], dict] = {}
-        for n in counts:
+        for n in sorted(set(counts) | set(default_counts)):
             make_clip(args.video, tmp / f"clip{n}.mp4", n)
             for mode in modes:
-                results[mode, n] = run(mode, n, masks=n == counts[0])
+                if mode != "default" or n in default_counts:
+                    results[mode, n] = run(mode, n, masks=n == counts[0])
         lo, hi = counts[0], counts[-1]
         speed: dict[str, list[float]] = {m: [] for m in modes}
         for k in range(args.repeats):  # alternate the modes: load on a shared machine drifts
@@ -187,9 +194,13 @@ def main() -> None:
         print(f"\nSAM 2.1-tiny architecture, random weights, input {args.image_size} px, "
               f"torch threads {args.threads or torch.get_num_threads()}")
         for mode in modes:
-            print(f"{mode:9s} peak RSS {results[mode, lo]['peak_rss_mb']:.0f} MB at {lo} frames, "
-                  f"{results[mode, hi]['peak_rss_mb']:.0f} MB at {hi}: ratio "
-                  f"{results[mode, hi]['peak_rss_mb'] / results[mode, lo]['peak_rss_mb']:.3f}")
+            ns = sorted(n for m, n in results if m == mode)
+            a, b = results[mode, ns[0]]["peak_rss_mb"], results[mode, ns[-1]]["peak_rss_mb"]
+            if len(ns) == 1:
+                print(f"{mode:9s} peak RSS {a:.0f} MB at {ns[0]} frames (run at no other length)")
+            else:
+                print(f"{mode:9s} peak RSS {a:.0f} MB at {ns[0]} frames, {b:.0f} MB at {ns[-1]}: "
+                      f"ratio {b / a:.3f}")
         if len(modes) == 2:
             med = {m: float(np.median(v)) for m, v in speed.items()} if args.repeats else {}
             if med:
@@ -197,6 +208,8 @@ def main() -> None:
                       f"streaming {med['streaming']:.3f} vs default {med['default']:.3f} "
                       f"(ratio {med['streaming'] / med['default']:.3f})")
             for n in counts:
+                if ("default", n) not in results:
+                    continue
                 ours, ref = (results[m, n]["s_per_frame"] for m in ("streaming", "default"))
                 print(f"s/frame at {n} frames, single runs: streaming {ours:.3f} vs default "
                       f"{ref:.3f} (ratio {ours / ref:.3f})")

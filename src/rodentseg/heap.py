@@ -15,6 +15,8 @@ its peak RSS rose from 781 MB after 1,000 frames to 872 MB (ratio 1.12; 2 CPU th
 - :func:`trim_heap` (``malloc_trim(0)``) gives every free page back, holes in the middle of the
   heap included. Called every 1,024 frames on top of :func:`bound_heap`: 31.2 frames/s and
   peak RSS 863 -> 876 MB (1.015); every 256 frames: 29.8 frames/s, 798 -> 817 MB.
+  ``rodentseg segment`` trims every 256 frames; ``benchmarks/segment_throughput.py`` on the whole
+  video then gave 28.7 frames/s and 801 -> 836 MB (1.043): single runs vary by a few percent.
 """
 
 from __future__ import annotations
