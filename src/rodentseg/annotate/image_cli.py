@@ -7,7 +7,6 @@ The result folder ``OUT/<image stem>/`` has the layout of a one-frame video resu
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from PIL import Image
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
-from rodentseg.io.results import ResultWriter, prepare, publish
+from rodentseg.io.results import ResultWriter, discard_on_error, prepare, publish
 from rodentseg.io.video import sha256_file
 from rodentseg.types import FrameMasks
 
@@ -84,17 +83,10 @@ def run_image(args) -> int:
     if partial is None:
         print(f"{args.video}: already done in {args.out / args.video.stem}; skipped")
         return 0
-    writer = None
-    try:
+    with discard_on_error(partial):
         fm = image_masks(predictor, image, objects, args.auto, args.grid)
-        writer = ResultWriter(partial, w, h, 1.0, overlay=not args.no_overlay)
-        writer.write(fm, image)
-        writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        with ResultWriter(partial, w, h, 1.0, overlay=not args.no_overlay) as writer:
+            writer.write(fm, image)
     run = {"rodentseg_version": __version__, "command": "annotate", "mode": "image",
            **signature, "image": str(Path(args.video).resolve()), "width": w, "height": h,
            "frame_count": 1, "fps": 1.0, "objects": len(fm), "device": str(predictor.device),

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rodentseg.io.atomic import AtomicWriter
+
 BODYPART = "centroid"
 
 
@@ -38,7 +40,7 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-class DlcCsvWriter:
+class DlcCsvWriter(AtomicWriter):
     """Streams centroid tracks into a DeepLabCut multi-animal CSV.
 
     Args:
@@ -96,7 +98,7 @@ class DlcCsvWriter:
         _tmp(self.path).unlink(missing_ok=True)
 
 
-class SleapAnalysisWriter:
+class SleapAnalysisWriter(AtomicWriter):
     """Streams centroid tracks into a SLEAP analysis HDF5 file, ``chunk`` frames at a time.
 
     Args:

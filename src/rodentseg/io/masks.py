@@ -19,6 +19,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from rodentseg.errors import RodentsegError
+from rodentseg.io.atomic import AtomicWriter
 from rodentseg.types import FrameMasks
 
 CATEGORY = {"id": 1, "name": "rodent", "supercategory": "animal"}
@@ -85,7 +86,7 @@ def iter_label_pngs(folder: str | Path) -> Iterator[FrameMasks]:
         yield FrameMasks.from_label_image(i, label)
 
 
-class CocoWriter:
+class CocoWriter(AtomicWriter):
     """Streams frames into a COCO-style RLE JSON file, in constant memory.
 
     Annotations go to a side file as they arrive; :meth:`close` assembles the JSON. Use as a
@@ -132,15 +133,10 @@ class CocoWriter:
         os.replace(tmp, self.path)
         self._ann_path.unlink()
 
-    def __enter__(self) -> CocoWriter:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._ann.close()
-            self._ann_path.unlink(missing_ok=True)
+    def abort(self) -> None:
+        """Drop the unfinished annotations; no JSON is written."""
+        self._ann.close()
+        self._ann_path.unlink(missing_ok=True)
 
 
 def iter_coco_frames(path: str | Path, id_key: str = "track_id") -> Iterator[FrameMasks]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rodentseg.errors import RodentsegError
+from rodentseg.io.atomic import AtomicWriter
 from rodentseg.io.masks import CocoWriter, write_label_png
 from rodentseg.io.video import VideoWriter
 from rodentseg.overlay import draw_masks
@@ -49,7 +50,7 @@ def track_rows(fm: FrameMasks, fps: float) -> list[list]:
     return rows
 
 
-class ResultWriter:
+class ResultWriter(AtomicWriter):
     """Writes frames of masks into a (partial) result folder, one frame at a time.
 
     Args:
@@ -93,20 +94,10 @@ class ResultWriter:
         """Stop after an error; the caller removes the partial folder."""
         if self._tf.closed:
             return
-        self._coco.__exit__(RuntimeError, None, None)
+        self._coco.abort()
         self._tf.close()
         if self._video is not None:
-            self._video.__exit__(RuntimeError, None, None)
-
-    def __enter__(self) -> ResultWriter:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        """Close on success, :meth:`abort` on an error."""
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+            self._video.abort()
 
 
 @contextmanager

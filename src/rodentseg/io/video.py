@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from rodentseg.errors import RodentsegError
+from rodentseg.io.atomic import AtomicWriter
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Frame rate assumed for a folder of images (it has none of its own).
@@ -202,7 +203,7 @@ def sha256_input(path: str | Path) -> str:
     return h.hexdigest()
 
 
-class VideoWriter:
+class VideoWriter(AtomicWriter):
     """Encode RGB frames to a video file as they are produced (H.264 by default).
 
     The file is written under a temporary name and renamed into place on a clean close, so an
@@ -243,12 +244,7 @@ class VideoWriter:
         self._c.close()
         os.replace(self._tmp, self.path)
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._c.close()
-            self._tmp.unlink(missing_ok=True)
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        self._c.close()
+        self._tmp.unlink(missing_ok=True)

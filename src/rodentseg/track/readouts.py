@@ -185,9 +185,8 @@ def _write_swaps(path: Path, events: list[TrackEvent]) -> None:
 
 
 def _write_exports(folder: Path, track_ids: list[int], n_frames: int) -> None:
-    dlc = DlcCsvWriter(folder / "tracks.dlc.csv", track_ids, n_frames)
-    sleap = SleapAnalysisWriter(folder / "tracks.sleap.h5", track_ids, n_frames)
-    try:
+    with DlcCsvWriter(folder / "tracks.dlc.csv", track_ids, n_frames) as dlc, \
+            SleapAnalysisWriter(folder / "tracks.sleap.h5", track_ids, n_frames) as sleap:
         frame, points = None, {}
         for row in _rows(folder / "tracks.csv"):
             f = int(row[0])
@@ -200,9 +199,3 @@ def _write_exports(folder: Path, track_ids: list[int], n_frames: int) -> None:
         if frame is not None:
             dlc.add(frame, points)
             sleap.add(frame, points)
-        dlc.close()
-        sleap.close()
-    except BaseException:
-        dlc.abort()
-        sleap.abort()
-        raise
