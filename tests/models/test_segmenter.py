@@ -26,6 +26,35 @@ def test_forward_full_resolution(random_model_dir, h, w):
     assert 0 <= probs.min() and probs.max() <= 1
 
 
+@pytest.mark.parametrize("h,w", [(480, 640), (61, 83)])
+def test_quarter_resolution_refinement(tmp_path, h, w):
+    """``refine_fold=4``: the head runs at 1/4 of the frame on 16 folded pixels per position, is
+    stored in the config and loads back; each output pixel still depends on its own input pixel."""
+    from rodentseg.models.segmenter import RodentSegNet, save_segmenter, tiny_config
+
+    torch.manual_seed(0)
+    cfg = tiny_config(refine_fold=4, refine_channels=16, refine_hidden=8)
+    net = RodentSegNet(cfg).eval()
+    assert net.refine[0].in_channels == 16 + 16 and net.refine[-1].out_channels == 16
+    m = load_model(str(save_segmenter(net, tmp_path / "q")), "cpu")
+    assert m.pre.refine_fold == 4 and m.pre.refine_channels == 16
+    x = torch.rand(1, 1, h, w)
+    with torch.inference_mode():
+        out = forward_full(m.net, x, m.pre)
+        y = x.clone()
+        y[..., h // 2, w // 2] = 1 - y[..., h // 2, w // 2]
+        diff = (forward_full(m.net, y, m.pre) - out).abs()[0, 0]
+    assert out.shape == (1, 1, h, w)
+    assert diff[h // 2, w // 2] > 0  # the fine head sees the changed pixel itself
+
+
+def test_refine_fold_must_fit_the_decoder_stride():
+    from rodentseg.models.segmenter import RodentSegNet, tiny_config
+
+    with pytest.raises(RodentsegError, match="refine_fold=3 must divide upscale=8"):
+        RodentSegNet(tiny_config(refine_fold=3, refine_channels=1))
+
+
 def test_unknown_model_lists_known(tmp_path):
     with pytest.raises(RodentsegError, match="unknown model 'rodent-xl'.*rodentseg-tiny"):
         load_model("rodent-xl", "cpu")

@@ -60,6 +60,16 @@ def test_known_count_keeps_largest():
     assert len(inst.masks) == 2 and inst.masks[1].sum() == disc(100, 60, r=10).sum()
 
 
+def test_known_count_follows_the_tracks_not_the_largest_blob():
+    mouse, wall = disc(40, 60, r=8), disc(120, 30, r=14)  # a bigger dark patch elsewhere
+    p = prob_of(mouse, wall)
+    assert split_instances(p, n_animals=1).masks[0].sum() == wall.sum()  # no track yet
+    inst = split_instances(p, n_animals=1, priors=np.array([[43.0, 58.0]]))
+    assert len(inst.masks) == 1 and inst.masks[0].sum() == mouse.sum()
+    far = split_instances(p, n_animals=1, priors=np.array([[43.0, 58.0]]), link_px=2)
+    assert far.masks[0].sum() == wall.sum()  # beyond link_px the prediction picks nothing
+
+
 def crossing_paths(n_frames=60):
     """Two animals moving in opposite directions, touching and passing in the middle."""
     for t in range(n_frames):

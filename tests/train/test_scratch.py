@@ -102,3 +102,10 @@ def test_thin_weight_weighs_errors_on_the_tail():
 
 def test_thin_weight_is_a_recipe_option():
     assert ScratchRecipe({"thin_weight": 3}, {}).thin_weight == 3.0
+
+
+def test_refinement_head_is_a_recipe_option():
+    r = ScratchRecipe({"refine_fold": 4, "refine_channels": 16, "refine_hidden": 32}, {})
+    assert (r.pre.refine_fold, r.pre.refine_channels, r.pre.refine_hidden) == (4, 16, 32)
+    assert r.net_config.num_labels == 2 * 2 * 16 + 1
+    assert r.build_model().refine[0].out_channels == 32

@@ -2,8 +2,12 @@
 
 Connected components (8-connectivity) of the thresholded map are the candidate animals. Small
 fragments (a tail tip cut off by a thin gap) join the nearest animal within ``merge_px`` if they
-are small next to it (at most ``max_fragment`` of its area); other specks are dropped. With a known number of animals, extra blobs beyond the N largest are
-treated as fragments, and while there are fewer blobs than animals the blob most likely to hold
+are small next to it (at most ``max_fragment`` of its area); other specks are dropped. With a
+known number N of animals, the blobs kept are those that the tracks' predicted centroids pick
+(optimal one-to-one assignment by distance, ``scipy.optimize.linear_sum_assignment``, within
+``link_px``), then the largest others up to N; extra blobs are treated as fragments. So a dark
+patch of wall that looks like a bigger mouse for a few frames does not take the animal's place.
+While there are fewer blobs than animals the blob most likely to hold
 several animals (the one holding most predicted track positions, else the largest) is cut in two
 by 2-means clustering of its pixel coordinates, seeded with the tracks' predicted centroids when
 they are known (Lloyd 1982). That cut is a straight line between touching animals: adequate for
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -80,9 +85,23 @@ def _split_seeds(ys, xs, priors: np.ndarray | None) -> np.ndarray:
     return np.stack([mean + vt[0] * np.percentile(proj, 25), mean + vt[0] * np.percentile(proj, 75)])
 
 
+def _keep_n(big: np.ndarray, n: int, lab: np.ndarray, priors: np.ndarray | None,
+            link_px: float) -> np.ndarray:
+    """Component indices (``big``, largest first) to keep as the ``n`` animals: those assigned
+    to the predicted track centroids ``priors`` (T, 2) within ``link_px``, then the largest."""
+    if len(big) <= n or priors is None or not len(priors):
+        return big[:n]
+    cents = np.array(ndimage.center_of_mass(np.ones(lab.shape), lab, big + 1))[:, ::-1]  # x, y
+    dist = np.linalg.norm(priors[:, None] - cents[None], axis=2)  # (T, blobs) pixels
+    rows, cols = linear_sum_assignment(dist)
+    chosen = [int(big[c]) for r, c in zip(rows, cols) if dist[r, c] <= link_px]
+    rest = [int(b) for b in big if b not in chosen]
+    return np.array((chosen + rest)[:n], dtype=big.dtype)
+
+
 def split_instances(prob: np.ndarray, threshold: float = 0.5, n_animals: int | None = None,
                     min_area: int = 30, merge_px: float = 12.0, max_fragment: float = 0.1,
-                    priors: np.ndarray | None = None) -> Instances:
+                    priors: np.ndarray | None = None, link_px: float = 50.0) -> Instances:
     """Animal masks from a rodent probability map.
 
     Args:
@@ -99,8 +118,11 @@ def split_instances(prob: np.ndarray, threshold: float = 0.5, n_animals: int | N
             parts (a head cut off by a cable) at the risk of merging such look-alikes; 0.1 was
             chosen on the tracktor video, where mirror images on the dark wall were the
             largest error (centroid agreement 97.9% -> 99.0%).
-        priors: (T, 2) float predicted (x, y) centroids of the tracks, in pixels, used to seed
-            splits of touching animals; None when unknown.
+        priors: (T, 2) float predicted (x, y) centroids of the tracks, in pixels, used to pick
+            the ``n_animals`` blobs among more and to seed splits of touching animals; None when
+            unknown (then the largest blobs are kept).
+        link_px: a predicted centroid picks a blob only if the blob's centroid lies within this
+            many pixels of it.
 
     Returns:
         The animals, largest first.
@@ -115,7 +137,7 @@ def split_instances(prob: np.ndarray, threshold: float = 0.5, n_animals: int | N
     order = np.argsort(-areas, kind="stable")
     big = order[areas[order] >= min_area]
     if n_animals is not None:
-        big = big[:n_animals]
+        big = _keep_n(big, n_animals, lab, priors, link_px)
     group = np.zeros(n + 1, np.int32)  # component label -> animal number (0 = dropped)
     group[big + 1] = np.arange(1, len(big) + 1)
     small = np.setdiff1d(np.arange(n), big)

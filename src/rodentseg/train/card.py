@@ -20,9 +20,10 @@ frames (the model reads luma), trained from scratch by this project's own traini
 - Input: the frame's luma at full resolution, normalised `(luma - {mean}) / {std}`, folded
   space-to-depth by {s2d} into {channels} channels (no pixel dropped). The decoder gives {labels}
   channels at 1/{up} of the frame: 1 coarse logit (upsampled bilinearly) and {sub} unfolded
-  depth-to-space (pixel shuffle) to half resolution, where two 3x3 convolutions refine them
-  together with the folded input pixels; unfolded to full resolution and added to the coarse
-  logit, that is the rodent logit. Threshold {thr}. These settings are stored in `config.json`
+  depth-to-space (pixel shuffle) to 1/{fold} of the frame ({ctx} channels), where two 3x3
+  convolutions ({ctx} + {fold_px} -> {hid} -> {fold_px}) refine them together with the input
+  pixels folded by {fold}; unfolded to full resolution and added to the coarse logit, that is
+  the rodent logit. Threshold {thr}. These settings are stored in `config.json`
   under `rodentseg`.
 
 ## Training
@@ -37,7 +38,7 @@ frames (the model reads luma), trained from scratch by this project's own traini
   and onto synthetic arenas (dark rings, boxes, floor lines); half of the pasted scenes get a
   dark surround outside a large circle with most mice placed against it (a dark mouse touching
   a dark arena wall); contrast, brightness, gamma, blur and noise. Loss: BCE + soft Dice at
-  full resolution.
+  full resolution{thin}.
 - {steps} steps of batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine), seed {seed};
   {train_time:.0f} s on {hardware}.
 
@@ -54,7 +55,7 @@ frames (the model reads luma), trained from scratch by this project's own traini
 
 
 def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
-                     augment, extra: str = "") -> Path:
+                     augment, extra: str = "", thin_weight: float = 0.0) -> Path:
     """Write ``model_dir/MODEL_CARD.md`` from the run's config and measured scores.
 
     Args:
@@ -65,6 +66,7 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         hardware: where it trained, e.g. ``"2 CPU cores"``.
         augment: the run's :class:`~rodentseg.train.augment.AugmentConfig`.
         extra: more measured lines (markdown bullet list), e.g. from benchmarks.
+        thin_weight: the loss's extra weight on thin mask parts (0 = none).
     """
     pre = net_cfg.rodentseg
     weights = model_dir / "model.safetensors"
@@ -75,12 +77,16 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         decoder=net_cfg.decoder_hidden_size, params=params, size_mb=weights.stat().st_size / 1e6,
         mean=pre["mean"], std=pre["std"], s2d=pre["space_to_depth"],
         channels=net_cfg.num_channels, labels=net_cfg.num_labels, up=pre["upscale"],
-        sub=net_cfg.num_labels - 1, thr=pre["threshold"], version=__version__,
+        sub=net_cfg.num_labels - 1, fold=pre.get("refine_fold", 2),
+        ctx=pre["refine_channels"], fold_px=pre.get("refine_fold", 2) ** 2,
+        hid=pre["refine_hidden"], thr=pre["threshold"], version=__version__,
         n_train=scores["train_frames"], n_val=len(val), val_first=val[0], val_last=val[-1],
         scale=augment.scale, steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr,
         warmup=cfg.warmup, seed=cfg.seed, train_time=scores["train_time_s"], hardware=hardware,
         miou=scores["val_miou"], min_iou=scores["val_min_iou"],
-        jf=f"{scores['val_jf']:.4f}" if "val_jf" in scores else "not measured", extra=extra)
+        jf=f"{scores['val_jf']:.4f}" if "val_jf" in scores else "not measured", extra=extra,
+        thin=(f", BCE weight 1 + {thin_weight:g} on the mask parts narrower than 7 px (the "
+              "tail; `thin_parts`)" if thin_weight else ""))
     path = model_dir / "MODEL_CARD.md"
     path.write_text(text)
     return path

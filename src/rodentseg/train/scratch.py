@@ -95,8 +95,9 @@ class ScratchRecipe:
 
     Args:
         model_options: overrides of :func:`~rodentseg.models.segmenter.tiny_config` (SegFormer
-            config keys such as ``hidden_sizes``, ``depths``, ``decoder_hidden_size``), and
-            ``thin_weight`` (see :func:`seg_loss`; default 0).
+            config keys such as ``hidden_sizes``, ``depths``, ``decoder_hidden_size``, and the
+            refinement head's ``refine_fold``, ``refine_channels``, ``refine_hidden``; see
+            :class:`~rodentseg.models.segmenter.Preprocessing`), and ``thin_weight`` (see :func:`seg_loss`; default 0).
         augment_options: :class:`AugmentConfig` keys.
         seed: seed of the augmentation's generator.
 
@@ -109,10 +110,12 @@ class ScratchRecipe:
     def __init__(self, model_options: dict, augment_options: dict, seed: int = 0):
         model_options = dict(model_options)
         self.thin_weight = float(model_options.pop("thin_weight", 0.0))
-        bad = [k for k in model_options if not hasattr(SegformerConfig(), k)]
+        head = {"refine_fold", "refine_channels", "refine_hidden"}
+        bad = [k for k in model_options if k not in head and not hasattr(SegformerConfig(), k)]
         if bad:
             raise RodentsegError(f"unknown model key(s) {bad} for scratch-tiny; expected "
-                                 "thin_weight or SegformerConfig keys (hidden_sizes, depths, ...)")
+                                 f"thin_weight, {', '.join(sorted(head))} or SegformerConfig keys "
+                                 "(hidden_sizes, depths, ...)")
         self.model_options = model_options
         self.augment = augment_config(augment_options)
         self.seed = seed
@@ -152,4 +155,4 @@ class ScratchRecipe:
 
     def write_card(self, model_dir: Path, cfg, scores: dict) -> None:
         write_model_card(model_dir, cfg, scores, self.net_config, scores["hardware"],
-                         augment=self.augment)
+                         augment=self.augment, thin_weight=self.thin_weight)
