@@ -68,6 +68,9 @@ def test_known_count_follows_the_tracks_not_the_largest_blob():
     assert len(inst.masks) == 1 and inst.masks[0].sum() == mouse.sum()
     far = split_instances(p, n_animals=1, priors=np.array([[43.0, 58.0]]), link_px=2)
     assert far.masks[0].sum() == wall.sum()  # beyond link_px the prediction picks nothing
+    speck = disc(45, 60, r=3)  # a cut-off piece next to a stale prediction is no animal
+    inst = split_instances(prob_of(wall, speck), n_animals=1, priors=np.array([[45.0, 60.0]]))
+    assert inst.masks[0].sum() == wall.sum()
 
 
 def crossing_paths(n_frames=60):
