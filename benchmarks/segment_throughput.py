@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from rodentseg.export.runtime import load_runtime
+from rodentseg.heap import bound_heap
 from rodentseg.io.video import VideoWriter, read_frames
 from rodentseg.segment import SegmentOptions, segment_video
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
                     help="as `rodentseg segment --runtime` (onnx needs the [onnx] extra)")
     args = ap.parse_args()
+    bound_heap()  # as the `rodentseg` CLI does for every command
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
