@@ -9,14 +9,15 @@ channels: the last is a coarse logit, upsampled bilinearly; the others are unfol
 depth-to-space (``pixel_shuffle``, Shi et al. 2016) to 1/f of the frame (``refine_fold`` f = 2
 or 4), concatenated with the input pixels folded by f, refined by two 3x3 convolutions and
 unfolded again to full resolution, where they are added to the coarse logit. The refinement
-sees every input pixel, which is what recovers thin tails and exact body outlines. Settings live in the model's ``config.json`` under
-the key ``rodentseg``, so weights, preprocessing and head shape always travel together.
+sees every input pixel, which is what recovers thin tails and exact body outlines. Settings live
+in the model's ``config.json`` under the key ``rodentseg``, so weights, preprocessing and head
+shape always travel together.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +74,11 @@ class Preprocessing:
 
 
 def tiny_config(**overrides) -> SegformerConfig:
-    """The ``rodentseg-tiny`` SegFormer config (about 0.5 M parameters)."""
-    pre = Preprocessing()
-    head = {k: overrides.pop(k) for k in ("refine_fold", "refine_channels", "refine_hidden")
-            if k in overrides}
-    pre = replace(pre, **head)
+    """The ``rodentseg-tiny`` SegFormer config (about 0.75 M parameters with its head);
+    ``refine_fold``, ``refine_channels`` and ``refine_hidden`` set the head (:class:`Preprocessing`),
+    other keys are ``SegformerConfig`` keys."""
+    pre = Preprocessing(**{k: overrides.pop(k) for k in ("refine_fold", "refine_channels",
+                                                        "refine_hidden") if k in overrides})
     kw = dict(
         num_channels=pre.space_to_depth**2,
         num_labels=(pre.upscale // pre.refine_fold) ** 2 * pre.refine_channels + 1,

@@ -5,10 +5,10 @@ fragments (a tail tip cut off by a thin gap) join the nearest animal within ``me
 are small next to it (at most ``max_fragment`` of its area); other specks are dropped. With a
 known number N of animals, the blobs kept are those that the tracks' predicted centroids pick
 (optimal one-to-one assignment by distance, ``scipy.optimize.linear_sum_assignment``, within
-``link_px``, among blobs of at least ``min_pick`` of the largest one's area), then the largest others up to N; extra blobs are treated as fragments. So a dark
-patch of wall that looks like a bigger mouse for a few frames does not take the animal's place.
-While there are fewer blobs than animals the blob most likely to hold
-several animals (the one holding most predicted track positions, else the largest) is cut in two
+``link_px``, among blobs of at least ``min_pick`` of the largest one's area), then the largest
+others up to N; extra blobs are treated as fragments. So a dark patch of wall that looks like a
+bigger mouse for a few frames does not take the animal's place. While there are fewer blobs
+than animals the blob most likely to hold several animals (the one holding most predicted track positions, else the largest) is cut in two
 by 2-means clustering of its pixel coordinates, seeded with the tracks' predicted centroids when
 they are known (Lloyd 1982). That cut is a straight line between touching animals: adequate for
 the identities and the centroids, not a pixel-exact boundary where the bodies overlap.
@@ -85,7 +85,7 @@ def _split_seeds(ys, xs, priors: np.ndarray | None) -> np.ndarray:
     return np.stack([mean + vt[0] * np.percentile(proj, 25), mean + vt[0] * np.percentile(proj, 75)])
 
 
-def _keep_n(big: np.ndarray, areas: np.ndarray, n: int, lab: np.ndarray,
+def _keep_n(big: np.ndarray, areas: np.ndarray, n: int, fg: np.ndarray, lab: np.ndarray,
             priors: np.ndarray | None, link_px: float, min_pick: float) -> np.ndarray:
     """Component indices (``big``, largest first) to keep as the ``n`` animals: those assigned
     to the predicted track centroids ``priors`` (T, 2) within ``link_px`` among the blobs of at
@@ -93,7 +93,7 @@ def _keep_n(big: np.ndarray, areas: np.ndarray, n: int, lab: np.ndarray,
     if len(big) <= n or priors is None or not len(priors):
         return big[:n]
     cand = big[areas[big] >= min_pick * areas[big[0]]]
-    cents = np.array(ndimage.center_of_mass(np.ones(lab.shape), lab, cand + 1))[:, ::-1]  # x, y
+    cents = np.array(ndimage.center_of_mass(fg, lab, cand + 1))[:, ::-1]  # (x, y) per candidate
     dist = np.linalg.norm(priors[:, None] - cents[None], axis=2)  # (T, candidates) pixels
     rows, cols = linear_sum_assignment(dist)
     chosen = [int(cand[c]) for r, c in zip(rows, cols) if dist[r, c] <= link_px]
@@ -143,7 +143,7 @@ def split_instances(prob: np.ndarray, threshold: float = 0.5, n_animals: int | N
     order = np.argsort(-areas, kind="stable")
     big = order[areas[order] >= min_area]
     if n_animals is not None:
-        big = _keep_n(big, areas, n_animals, lab, priors, link_px, min_pick)
+        big = _keep_n(big, areas, n_animals, fg, lab, priors, link_px, min_pick)
     group = np.zeros(n + 1, np.int32)  # component label -> animal number (0 = dropped)
     group[big + 1] = np.arange(1, len(big) + 1)
     small = np.setdiff1d(np.arange(n), big)

@@ -7,6 +7,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from rodentseg import __version__
+from rodentseg.models.segmenter import Preprocessing
 
 CARD = """# {name}
 
@@ -68,18 +69,17 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         extra: more measured lines (markdown bullet list), e.g. from benchmarks.
         thin_weight: the loss's extra weight on thin mask parts (0 = none).
     """
-    pre = net_cfg.rodentseg
+    pre = Preprocessing.from_dict(net_cfg.rodentseg)
     weights = model_dir / "model.safetensors"
     params = sum(t.numel() for t in load_file(weights).values())
     val = scores["val_frames"]
     text = CARD.format(
         name=cfg.name, hidden=net_cfg.hidden_sizes, depths=net_cfg.depths,
         decoder=net_cfg.decoder_hidden_size, params=params, size_mb=weights.stat().st_size / 1e6,
-        mean=pre["mean"], std=pre["std"], s2d=pre["space_to_depth"],
-        channels=net_cfg.num_channels, labels=net_cfg.num_labels, up=pre["upscale"],
-        sub=net_cfg.num_labels - 1, fold=pre.get("refine_fold", 2),
-        ctx=pre["refine_channels"], fold_px=pre.get("refine_fold", 2) ** 2,
-        hid=pre["refine_hidden"], thr=pre["threshold"], version=__version__,
+        mean=pre.mean, std=pre.std, s2d=pre.space_to_depth,
+        channels=net_cfg.num_channels, labels=net_cfg.num_labels, up=pre.upscale,
+        sub=net_cfg.num_labels - 1, fold=pre.refine_fold,
+        ctx=pre.refine_channels, fold_px=pre.refine_fold**2, hid=pre.refine_hidden, thr=pre.threshold, version=__version__,
         n_train=scores["train_frames"], n_val=len(val), val_first=val[0], val_last=val[-1],
         scale=augment.scale, steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr,
         warmup=cfg.warmup, seed=cfg.seed, train_time=scores["train_time_s"], hardware=hardware,

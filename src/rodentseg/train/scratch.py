@@ -97,7 +97,8 @@ class ScratchRecipe:
         model_options: overrides of :func:`~rodentseg.models.segmenter.tiny_config` (SegFormer
             config keys such as ``hidden_sizes``, ``depths``, ``decoder_hidden_size``, and the
             refinement head's ``refine_fold``, ``refine_channels``, ``refine_hidden``; see
-            :class:`~rodentseg.models.segmenter.Preprocessing`), and ``thin_weight`` (see :func:`seg_loss`; default 0).
+            :class:`~rodentseg.models.segmenter.Preprocessing`), and ``thin_weight`` (see
+            :func:`seg_loss`; default 0).
         augment_options: :class:`AugmentConfig` keys.
         seed: seed of the augmentation's generator.
 
