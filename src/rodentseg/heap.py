@@ -16,7 +16,8 @@ its peak RSS rose from 781 MB after 1,000 frames to 872 MB (ratio 1.12; 2 CPU th
   heap included. Called every 1,024 frames on top of :func:`bound_heap`: 31.2 frames/s and
   peak RSS 863 -> 876 MB (1.015); every 256 frames: 29.8 frames/s, 798 -> 817 MB.
   ``rodentseg segment`` trims every 256 frames; ``benchmarks/segment_throughput.py`` on the whole
-  video then gave 28.7 frames/s and 801 -> 836 MB (1.043): single runs vary by a few percent.
+  video then gave 28.7 frames/s and 801 -> 836 MB (1.043). With the later weights (quarter-
+  resolution head) four runs gave ratios of 1.013 to 1.144: single runs vary by several percent.
 """
 
 from __future__ import annotations
