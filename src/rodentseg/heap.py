@@ -18,6 +18,11 @@ its peak RSS rose from 781 MB after 1,000 frames to 872 MB (ratio 1.12; 2 CPU th
   ``rodentseg segment`` trims every 256 frames; ``benchmarks/segment_throughput.py`` on the whole
   video then gave 28.7 frames/s and 801 -> 836 MB (1.043). With the later weights (quarter-
   resolution head) four runs gave ratios of 1.013 to 1.144: single runs vary by several percent.
+- What varied was fragmentation: frames and masks that outlive a batch sat between the model's
+  activations in the main arena. ``segment_video`` now decodes, and finds and writes the
+  animals, on two other threads (each gets its own arena), so the main arena holds the model's
+  activations alone: 693 -> 699 MB (1.009) at 30.7 frames/s, against 771 -> 794 MB (1.030) at
+  30.2 frames/s for the single-arena loop on the same day.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ layout of :mod:`rodentseg.io.results` (``masks/``, ``masks.json``, ``tracks.csv`
 ``overlay.mp4``, ``run.json``), published only when complete. A killed run leaves only a partial
 folder, which the next run replaces; videos whose finished output matches (same video hash,
 model weights and options) are skipped. Memory stays constant: frames are decoded, segmented and
-written batch by batch, and the writing of one batch overlaps the model call of the next;
-glibc's heap keeps its memory between batches and gives its free pages back every
-:data:`TRIM_EVERY` frames (:mod:`rodentseg.heap`).
+written batch by batch; decoding runs one batch ahead and the writing of one batch overlaps the
+model call of the next, each on its own thread; glibc's heap keeps its memory between batches
+and gives its free pages back every :data:`TRIM_EVERY` frames (:mod:`rodentseg.heap`).
 """
 
 from __future__ import annotations
@@ -106,50 +106,64 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
     tracker = Tracker(n_animals=opts.animals)
     timings = {"decode_s": 0.0, "model_s": 0.0, "instances_s": 0.0, "write_s": 0.0}
     n_frames = 0
-    pending = None
+    batches = read_frames(video, opts.batch_size)
 
-    def write_batch(frames, results) -> float:
+    def decode():
+        t = time.perf_counter()
+        item = next(batches, None)
+        timings["decode_s"] += time.perf_counter() - t
+        return item
+
+    def identify(first, frames, probs) -> list:
+        t = time.perf_counter()
+        results = []
+        for k, prob in enumerate(probs):
+            inst = split_instances(prob, model.pre.threshold, opts.animals, opts.min_area,
+                                   priors=tracker.predicted_centroids())
+            results.append(tracker.update(first + k, inst.masks, inst.scores, frame=frames[k]))
+        timings["instances_s"] += time.perf_counter() - t
+        return results
+
+    def write(frames, results) -> None:
         t = time.perf_counter()
         for frame, fm in zip(frames, results):
             writer.write(fm, frame)
-        return time.perf_counter() - t
+        timings["write_s"] += time.perf_counter() - t
 
     with discard_on_error(partial), ResultWriter(partial, info.width, info.height, info.fps,
                                                  overlay=opts.overlay) as writer:
         bar = tqdm(total=info.frame_count, unit="frame", desc=video.name, disable=not progress,
                    dynamic_ncols=True)
-        pool = ThreadPoolExecutor(max_workers=1)  # writing overlaps the next batch's model call
+        # The model runs on this thread; decoding (one batch ahead) and identities plus writing
+        # (which overlaps the next model call) run on their own. Each thread allocates from its
+        # own malloc arena, so the blocks that outlive a batch (frames, masks) do not fragment
+        # the arena the model's activations reuse batch after batch (rodentseg.heap).
+        reader, post = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
         try:
-            t = time.perf_counter()
-            for first, frames in read_frames(video, opts.batch_size):
-                t1 = time.perf_counter()
+            written = None
+            while (item := reader.submit(decode).result()) is not None:
+                first, frames = item
+                t = time.perf_counter()
                 probs = model.predict(frames)
-                t2 = time.perf_counter()
-                results = []
-                for k, prob in enumerate(probs):
-                    inst = split_instances(prob, model.pre.threshold, opts.animals,
-                                           opts.min_area, priors=tracker.predicted_centroids())
-                    results.append(tracker.update(first + k, inst.masks, inst.scores,
-                                                  frame=frames[k]))
-                t3 = time.perf_counter()
-                if pending is not None:
-                    timings["write_s"] += pending.result()
-                pending = pool.submit(write_batch, frames, results)
-                timings["decode_s"] += t1 - t
-                timings["model_s"] += t2 - t1
-                timings["instances_s"] += t3 - t2
+                timings["model_s"] += time.perf_counter() - t
+                results = post.submit(identify, first, frames, probs).result()
+                del probs
+                if written is not None:
+                    written.result()  # done by now (same thread); raises its error
+                written = post.submit(write, frames, results)
                 n_frames += len(frames)
                 if n_frames // TRIM_EVERY > (n_frames - len(frames)) // TRIM_EVERY:
                     trim_heap()
                 bar.update(len(frames))
                 if on_batch is not None:
                     on_batch(n_frames)
-                t = time.perf_counter()
-            if pending is not None:
-                timings["write_s"] += pending.result()
+            if written is not None:
+                written.result()
         finally:
             bar.close()
-            pool.shutdown()  # waits for a batch still being written
+            reader.shutdown()
+            post.shutdown()  # waits for a batch still being written
+            batches.close()
         writer.close()
         finalize(partial, info.fps, info.width, info.height, px_per_cm=opts.px_per_cm,
                  events=tracker.events, n_frames=n_frames)

@@ -26,6 +26,21 @@ def test_forward_full_resolution(random_model_dir, h, w):
     assert 0 <= probs.min() and probs.max() <= 1
 
 
+def test_head_chunks_give_the_same_logits(random_model_dir):
+    """``head_chunk`` (the inference path's memory bound) changes nothing in the result, also
+    when it does not divide the batch; ``predict`` on 5 frames equals 5 single-frame calls."""
+    m = load_model(str(random_model_dir), "cpu")
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 61, 83)
+    with torch.inference_mode():
+        whole = forward_full(m.net, x, m.pre)
+        chunked = forward_full(m.net, x, m.pre, head_chunk=2)
+    torch.testing.assert_close(chunked, whole)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 61, 83, 3), dtype=np.uint8)
+    one_by_one = np.concatenate([m.predict(f[None]) for f in frames])
+    np.testing.assert_allclose(m.predict(frames), one_by_one, atol=1e-5)
+
+
 @pytest.mark.parametrize("h,w", [(480, 640), (61, 83)])
 def test_quarter_resolution_refinement(tmp_path, h, w):
     """``refine_fold=4``: the head runs at 1/4 of the frame on 16 folded pixels per position, is
