@@ -7,6 +7,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def mask_coords(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero(mask)`` of a (H, W) bool mask, searched only inside its bounding box.
+
+    Returns:
+        (ys, xs) int64 pixel rows and columns of the frame, row-major order; empty for an empty
+        mask. A few times faster than ``np.nonzero`` for an animal in a large frame.
+    """
+    rows = np.flatnonzero(mask.any(1))
+    if not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    y0, y1 = rows[0], rows[-1] + 1
+    cols = np.flatnonzero(mask[y0:y1].any(0))
+    x0, x1 = cols[0], cols[-1] + 1
+    ys, xs = np.nonzero(mask[y0:y1, x0:x1])
+    return ys + y0, xs + x0
+
+
 @dataclass
 class FrameMasks:
     """Instance masks of one video frame.

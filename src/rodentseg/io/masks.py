@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from rodentseg.errors import RodentsegError
 from rodentseg.io.atomic import AtomicWriter
-from rodentseg.types import FrameMasks
+from rodentseg.types import FrameMasks, mask_coords
 
 CATEGORY = {"id": 1, "name": "rodent", "supercategory": "animal"}
 
@@ -109,7 +109,7 @@ class CocoWriter(AtomicWriter):
         """Record one frame (also one with no objects, so that it counts as an empty frame)."""
         self._frames.append(fm.frame_idx)
         for oid, score, mask, rle in zip(fm.obj_ids, fm.scores, fm.masks, encode_rle(fm.masks)):
-            ys, xs = np.nonzero(mask)
+            ys, xs = mask_coords(mask)
             bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                      int(ys.max() - ys.min() + 1)] if len(xs) else [0, 0, 0, 0])
             ann = {"id": self._next_id, "image_id": fm.frame_idx, "category_id": 1,

@@ -31,7 +31,7 @@ from rodentseg.io.atomic import AtomicWriter
 from rodentseg.io.masks import CocoWriter, write_label_png
 from rodentseg.io.video import VideoWriter
 from rodentseg.overlay import draw_masks
-from rodentseg.types import FrameMasks
+from rodentseg.types import FrameMasks, mask_coords
 
 TRACK_COLUMNS = ["frame_idx", "time_s", "track_id", "area_px", "cx", "cy",
                  "x0", "y0", "x1", "y1", "score"]
@@ -41,7 +41,7 @@ def track_rows(fm: FrameMasks, fps: float) -> list[list]:
     """The ``tracks.csv`` rows of one frame (one per object, ordered by id)."""
     rows = []
     for oid, m, s in zip(fm.obj_ids, fm.masks, fm.scores):
-        ys, xs = np.nonzero(m)
+        ys, xs = mask_coords(m)
         if not len(xs):
             continue
         rows.append([fm.frame_idx, round(fm.frame_idx / fps, 4), int(oid), len(xs),
