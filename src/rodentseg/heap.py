@@ -21,8 +21,9 @@ its peak RSS rose from 781 MB after 1,000 frames to 872 MB (ratio 1.12; 2 CPU th
 - What varied was fragmentation: frames and masks that outlive a batch sat between the model's
   activations in the main arena. ``segment_video`` now decodes, and finds and writes the
   animals, on two other threads (each gets its own arena), so the main arena holds the model's
-  activations alone: 693 -> 699 MB (1.009) at 30.7 frames/s, against 771 -> 794 MB (1.030) at
-  30.2 frames/s for the single-arena loop on the same day.
+  activations alone. Four runs: peak RSS 691-711 -> 699-724 MB (ratios 1.002-1.048) at
+  27.9-30.7 frames/s, against 768-771 -> 782-794 MB (1.018, 1.030) at 28.8-30.2 frames/s for
+  the single-arena loop on the same day: about 75 MB lower, the ratio still varies.
 """
 
 from __future__ import annotations
