@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rodentseg.types import FrameMasks
+from rodentseg.types import FrameMasks, mask_box
 
 #: Colour of track_id k is PALETTE[(k - 1) % len(PALETTE)] (matplotlib tab10, RGB).
 PALETTE = np.array([
@@ -34,11 +34,10 @@ def draw_masks(frame: np.ndarray, fm: FrameMasks, alpha: float = 0.5) -> np.ndar
     out = frame.copy()
     labels = []
     for oid, m in zip(fm.obj_ids, fm.masks):
-        rows = np.flatnonzero(m.any(1))
-        if not len(rows):
+        box = mask_box(m)
+        if box is None:
             continue
-        cols = np.flatnonzero(m.any(0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        y0, y1, x0, x1 = box
         sub, msub = out[y0:y1, x0:x1], m[y0:y1, x0:x1]
         sub[msub] = (sub[msub] * (1 - alpha) + colour_of(oid) * alpha).astype(np.uint8)
         labels.append((int(oid), int(x1), max(0, int(y0) - 2)))

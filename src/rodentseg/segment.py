@@ -5,9 +5,10 @@ layout of :mod:`rodentseg.io.results` (``masks/``, ``masks.json``, ``tracks.csv`
 ``overlay.mp4``, ``run.json``), published only when complete. A killed run leaves only a partial
 folder, which the next run replaces; videos whose finished output matches (same video hash,
 model weights and options) are skipped. Memory stays constant: frames are decoded, segmented and
-written batch by batch; decoding runs one batch ahead and the writing of one batch overlaps the
-model call of the next, each on its own thread; glibc's heap keeps its memory between batches
-and gives its free pages back every :data:`TRIM_EVERY` frames (:mod:`rodentseg.heap`).
+written batch by batch; decoding, and identities plus writing, run on two threads beside the
+model's, and the writing of one batch overlaps the model call of the next; glibc's heap keeps its
+memory between batches and gives its free pages back every :data:`TRIM_EVERY` frames
+(:mod:`rodentseg.heap`).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
                                                  overlay=opts.overlay) as writer:
         bar = tqdm(total=info.frame_count, unit="frame", desc=video.name, disable=not progress,
                    dynamic_ncols=True)
-        # The model runs on this thread; decoding (one batch ahead) and identities plus writing
-        # (which overlaps the next model call) run on their own. Each thread allocates from its
+        # The model runs on this thread; decoding (waited for: decoding ahead slowed the model
+        # on 2 cores) and identities plus writing (which overlaps the next model call) run on
+        # their own. Each thread allocates from its
         # own malloc arena, so the blocks that outlive a batch (frames, masks) do not fragment
         # the arena the model's activations reuse batch after batch (rodentseg.heap).
         reader, post = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)

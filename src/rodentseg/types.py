@@ -7,6 +7,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box ``(y0, y1, x0, x1)`` of a (H, W) bool mask, pixels, ends exclusive; None when
+    the mask is empty."""
+    rows = np.flatnonzero(mask.any(1))
+    if not len(rows):
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(mask[y0:y1].any(0))
+    return y0, y1, int(cols[0]), int(cols[-1]) + 1
+
+
 def mask_coords(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.nonzero(mask)`` of a (H, W) bool mask, searched only inside its bounding box.
 
@@ -14,12 +25,10 @@ def mask_coords(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         (ys, xs) int64 pixel rows and columns of the frame, row-major order; empty for an empty
         mask. A few times faster than ``np.nonzero`` for an animal in a large frame.
     """
-    rows = np.flatnonzero(mask.any(1))
-    if not len(rows):
+    box = mask_box(mask)
+    if box is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    y0, y1 = rows[0], rows[-1] + 1
-    cols = np.flatnonzero(mask[y0:y1].any(0))
-    x0, x1 = cols[0], cols[-1] + 1
+    y0, y1, x0, x1 = box
     ys, xs = np.nonzero(mask[y0:y1, x0:x1])
     return ys + y0, xs + x0
 

@@ -48,7 +48,7 @@ from rodentseg.track.appearance import colour_histogram, histogram_distance
 from rodentseg.track.events import EventLog, TrackEvent
 from rodentseg.track.instances import kmeans_labels
 from rodentseg.track.kalman import CentroidKalman
-from rodentseg.types import FrameMasks
+from rodentseg.types import FrameMasks, mask_box
 
 _INF = 1e6
 _EMA = 0.2  # weight of the newest mask in a track's running area and histogram
@@ -84,12 +84,10 @@ class _Detections:
 def _describe(masks: np.ndarray, frame: np.ndarray | None) -> _Detections:
     keep, boxes, crops, cents, areas, hists = [], [], [], [], [], []
     for k, m in enumerate(masks):
-        rows = np.flatnonzero(m.any(1))
-        if not len(rows):
+        box = mask_box(m)
+        if box is None:
             continue
-        y0, y1 = int(rows[0]), int(rows[-1]) + 1
-        cols = np.flatnonzero(m[y0:y1].any(0))
-        x0, x1 = int(cols[0]), int(cols[-1]) + 1
+        y0, y1, x0, x1 = box
         crop = m[y0:y1, x0:x1]
         ys, xs = np.nonzero(crop)
         keep.append(k)
