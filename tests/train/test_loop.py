@@ -9,7 +9,8 @@ from rodentseg.cli import main
 from rodentseg.errors import RodentsegError
 from rodentseg.models import load_model
 from rodentseg.train.config import RunConfig, load_config
-from rodentseg.train.loop import recipe_factory, train
+from rodentseg.train.augment import CopyPasteAugment
+from rodentseg.train.loop import lr_at, recipe_factory, train
 from rodentseg.train.scratch import ScratchRecipe
 from tests.conftest import REPO
 
@@ -73,6 +74,58 @@ def test_gradient_accumulation_runs_and_counts_steps(small_data, tmp_path):
     assert scores["steps"] == 2
     rows = (tmp_path / "acc" / "metrics.csv").read_text().splitlines()[1:]
     assert rows[-1].split(",")[0] == "2"
+
+
+def test_finish_phase_restarts_the_lr_and_switches_the_batches(small_data, tmp_path,
+                                                                monkeypatch):
+    finish = {"steps": 3, "lr": 0.01, "warmup": 1, "augment": {"p_real": 1.0}}
+    cfg = _cfg(small_data, tmp_path / "a", finish=finish)
+    assert cfg.total_steps == 7
+    assert lr_at(3, cfg) < lr_at(2, cfg) < cfg.lr  # the main phase decays towards 0 ...
+    assert lr_at(4, cfg) == 0.01 and 0 < lr_at(6, cfg) < 0.01  # ... the finish phase restarts
+    drawn = []
+    real_call = CopyPasteAugment.__call__
+
+    def spy(self, n):
+        drawn.append(self.cfg.p_real)
+        return real_call(self, n)
+
+    monkeypatch.setattr(CopyPasteAugment, "__call__", spy)
+    scores = train(cfg, progress=False)
+    assert scores["steps"] == 7 and drawn == [0.35] * 4 + [1.0] * 3
+    card = (tmp_path / "a/model/MODEL_CARD.md").read_text()
+    assert "finish phase of 3 steps restarting at lr 0.01" in card and "p_real 1.0" in card
+    # killed in the finish phase and started again: the same weights as without the kill
+    real_loss = ScratchRecipe.loss
+    calls = {"n": 0}
+
+    def killed_at_step_6(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_loss(self, model, batch)
+
+    monkeypatch.setattr(ScratchRecipe, "loss", killed_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)
+    monkeypatch.setattr(ScratchRecipe, "loss", real_loss)
+    drawn.clear()
+    train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)  # resumes at step 4
+    assert drawn == [1.0] * 3
+    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finish_phase_errors(small_data, tmp_path):
+    with pytest.raises(RodentsegError, match="unknown finish key.*stepz"):
+        load_config(None, ["finish.stepz=3"])
+    with pytest.raises(RodentsegError, match="finish.steps must be >= 0"):
+        load_config(None, ["finish.steps=-1"])
+    with pytest.raises(RodentsegError, match="unknown augment key.*p_rael"):
+        train(_cfg(small_data, tmp_path / "r", finish={"steps": 1, "augment": {"p_rael": 1}}),
+              progress=False)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_config_errors(tmp_path):

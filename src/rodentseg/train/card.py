@@ -40,7 +40,7 @@ frames (the model reads luma), trained from scratch by this project's own traini
   dark surround outside a large circle with most mice placed against it (a dark mouse touching
   a dark arena wall); contrast, brightness, gamma, blur and noise. Loss: BCE + soft Dice at
   full resolution{thin}.
-- {steps} steps of batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine), seed {seed};
+- {steps} steps of batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine), seed {seed}{finish};
   {train_time:.0f} s on {hardware}.
 
 ## Scores (measured)
@@ -86,8 +86,18 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         warmup=cfg.warmup, seed=cfg.seed, train_time=scores["train_time_s"], hardware=hardware,
         miou=scores["val_miou"], min_iou=scores["val_min_iou"],
         jf=f"{scores['val_jf']:.4f}" if "val_jf" in scores else "not measured", extra=extra,
+        finish=_finish(cfg.finish),
         thin=(f", BCE weight 1 + {thin_weight:g} on the mask parts narrower than 7 px (the "
               "tail; `thin_parts`)" if thin_weight else ""))
     path = model_dir / "MODEL_CARD.md"
     path.write_text(text)
     return path
+
+
+def _finish(finish) -> str:
+    """The card's words for the run's finish phase (empty without one)."""
+    if not finish.steps:
+        return ""
+    changed = ", ".join(f"{k} {v}" for k, v in finish.augment.items())
+    return (f"; then a finish phase of {finish.steps} steps restarting at lr {finish.lr} "
+            f"(warm-up {finish.warmup}, cosine)" + (f" with {changed}" if changed else ""))

@@ -30,6 +30,24 @@ class SplitConfig:
 
 
 @dataclass
+class FinishConfig:
+    """An optional last phase after ``steps``: a fresh warm-up and cosine decay, and batches
+    drawn with some of the recipe's ``augment`` keys changed (e.g. mostly real frames at their
+    own scale after a long copy-paste phase; ``configs/scratch-tiny.yaml``).
+
+    Attributes:
+        steps: optimiser steps of this phase (0 = no phase).
+        lr, warmup: its peak learning rate and linear warm-up steps.
+        augment: ``augment`` keys that change for this phase (the recipe checks them).
+    """
+
+    steps: int = 0
+    lr: float = 5e-4
+    warmup: int = 50
+    augment: dict = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     """One training run; recipe-specific options live in ``model`` and ``augment``.
 
@@ -47,6 +65,8 @@ class RunConfig:
         mixed_precision: ``auto`` (bf16 on a GPU that supports it, else fp16 on GPU, none on
             CPU), ``no``, ``fp16`` or ``bf16``.
         threads: torch CPU threads (0 = torch's default).
+        finish: an optional last phase (:class:`FinishConfig`); the run has
+            ``steps + finish.steps`` optimiser steps in all.
     """
 
     recipe: str = "scratch-tiny"
@@ -69,6 +89,7 @@ class RunConfig:
     threads: int = 0
     model: dict = field(default_factory=dict)
     augment: dict = field(default_factory=dict)
+    finish: FinishConfig = field(default_factory=FinishConfig)
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
@@ -77,18 +98,27 @@ class RunConfig:
         d = dict(d)
         split = d.pop("split", None) or {}
         _check_keys(split, SplitConfig, "split")
-        cfg = cls(**d, split=SplitConfig(**split))
-        for key in ("model", "augment"):
-            if not isinstance(getattr(cfg, key), dict):
-                raise RodentsegError(f"config key {key!r} must be a mapping, got "
-                                     f"{getattr(cfg, key)!r}")
+        finish = d.pop("finish", None) or {}
+        _check_keys(finish, FinishConfig, "finish")
+        cfg = cls(**d, split=SplitConfig(**split), finish=FinishConfig(**finish))
+        for key, value in (("model", cfg.model), ("augment", cfg.augment),
+                           ("finish.augment", cfg.finish.augment)):
+            if not isinstance(value, dict):
+                raise RodentsegError(f"config key {key!r} must be a mapping, got {value!r}")
         if cfg.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise RodentsegError(f"mixed_precision must be auto, no, fp16 or bf16; got "
                                  f"{cfg.mixed_precision!r}")
         if min(cfg.steps, cfg.batch_size, cfg.grad_accum) < 1:
             raise RodentsegError("steps, batch_size and grad_accum must be >= 1; got "
                                  f"{cfg.steps}, {cfg.batch_size}, {cfg.grad_accum}")
+        if cfg.finish.steps < 0:
+            raise RodentsegError(f"finish.steps must be >= 0; got {cfg.finish.steps}")
         return cfg
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run (``steps`` plus the finish phase's)."""
+        return self.steps + self.finish.steps
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))

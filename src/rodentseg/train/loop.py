@@ -55,11 +55,17 @@ def recipe_factory(name: str):
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:
-    """Learning rate of optimiser step ``step``: linear warm-up, then cosine decay to 0."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    """Learning rate of optimiser step ``step``: linear warm-up, then cosine decay to 0; the
+    finish phase (``cfg.finish``, from step ``cfg.steps``) restarts both with its own lr
+    (a warm restart, Loshchilov & Hutter 2017, "SGDR")."""
+    lr, warmup, steps = cfg.lr, cfg.warmup, cfg.steps
+    if step >= cfg.steps:
+        step -= cfg.steps
+        lr, warmup, steps = cfg.finish.lr, cfg.finish.warmup, cfg.finish.steps
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _mixed_precision(cfg: RunConfig) -> str:
@@ -91,7 +97,7 @@ def evaluate_recipe(recipe, model, items, threshold: float = 0.5) -> dict[str, n
 
 
 def train(cfg: RunConfig, progress: bool = True) -> dict:
-    """Run ``cfg``'s recipe to ``cfg.steps`` optimiser steps (resuming a killed run).
+    """Run ``cfg``'s recipe to ``cfg.total_steps`` optimiser steps (resuming a killed run).
 
     Returns:
         The final scores (also in ``scores.yaml``): ``val_miou`` (mean IoU over validation
@@ -114,6 +120,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     acc = Accelerator(mixed_precision=_mixed_precision(cfg),
                       gradient_accumulation_steps=cfg.grad_accum)
     recipe = factory(cfg.model, cfg.augment, seed=cfg.seed + acc.process_index)  # checks options
+    start_finish = _finish_switch(recipe, cfg)
     out = Path(cfg.out)
     data = load_dataset(cfg.data, cfg.format)
     train_set, val_set = split_dataset(data, by=cfg.split.by, val_fraction=cfg.split.val_fraction,
@@ -150,9 +157,12 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter() - elapsed0
     losses: list[float] = []
     s = None  # the evaluation after the last step, reused for scores.yaml
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step",
+    total = cfg.total_steps
+    bar = tqdm(range(start, total), initial=start, total=total, unit="step",
                disable=not (progress and acc.is_main_process))
     for step in bar:
+        if step == max(start, cfg.steps):
+            start_finish()  # from here on, the finish phase's batches (a no-op without one)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         for _ in range(cfg.grad_accum):
@@ -168,7 +178,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
             losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         done = step + 1
-        if (done % eval_every == 0 or done == cfg.steps) and acc.is_main_process:
+        if (done % eval_every == 0 or done == total) and acc.is_main_process:
             s = evaluate_recipe(recipe, acc.unwrap_model(model), val_set, threshold)
             jf = (s["iou"].mean() + s["f"].mean()) / 2
             with metrics.open("a") as f:
@@ -177,7 +187,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
                         f"{jf:.5f},{time.perf_counter() - t0:.1f}\n")
             bar.write(f"step {done}: val mean IoU {s['iou'].mean():.4f} "
                       f"(min {s['iou'].min():.4f}), J&F {jf:.4f}")
-        if done % ckpt_every == 0 or done == cfg.steps:
+        if done % ckpt_every == 0 or done == total:
             _checkpoint(acc, ckpt, done, time.perf_counter() - t0)
     train_time = time.perf_counter() - t0
     acc.wait_for_everyone()
@@ -192,7 +202,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
               "val_jf": float((s["iou"].mean() + s["f"].mean()) / 2),
               "val_f": float(s["f"].mean()),
               "val_frames": [it["name"] for it in val_set], "train_frames": len(train_set),
-              "steps": cfg.steps, "train_time_s": round(train_time, 1),
+              "steps": total, "train_time_s": round(train_time, 1),
               "setup_time_s": round(setup_time, 1),
               "trainable_params": n_train, "total_params": n_total,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -205,6 +215,22 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     if hasattr(recipe, "write_card"):
         recipe.write_card(out / "model", cfg, scores)
     return scores
+
+
+def _finish_switch(recipe, cfg: RunConfig):
+    """The function that starts ``cfg.finish``'s batches (checked now; a no-op without them).
+
+    Raises:
+        RodentsegError: ``finish.augment`` is set but the recipe has no finish phase, or names
+            an unknown augment key.
+    """
+    if not (cfg.finish.steps and cfg.finish.augment):
+        return lambda: None
+    if not hasattr(recipe, "finish"):
+        raise RodentsegError(f"recipe {cfg.recipe!r} cannot change its batches in a finish "
+                             "phase; remove finish.augment (finish.steps and finish.lr work "
+                             "with every recipe)")
+    return recipe.finish(cfg.finish.augment)
 
 
 def _resume(acc, ckpt: Path) -> tuple[int, float]:

@@ -61,6 +61,11 @@ class Recipe(Protocol):
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
 
+    # Optional: recipes that support a finish phase (``finish:`` in the run config) define
+    # ``finish(augment_options: dict) -> Callable[[], None]``, which checks the changed
+    # ``augment`` keys when the run starts and returns the switch the loop calls when the
+    # phase begins (:class:`rodentseg.train.scratch.ScratchRecipe`).
+
 
 #: recipe name -> factory ``(model_options: dict, augment_options: dict, seed: int) -> Recipe``; filled by :func:`register`.
 RECIPES: dict[str, Any] = {}

@@ -9,7 +9,7 @@ Dice at full resolution. The run's ``model/`` gets a model card with the measure
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -118,6 +118,7 @@ class ScratchRecipe:
                                  f"thin_weight, {', '.join(sorted(head))} or SegformerConfig keys "
                                  "(hidden_sizes, depths, ...)")
         self.model_options = model_options
+        self.augment_options = dict(augment_options)
         self.augment = augment_config(augment_options)
         self.seed = seed
         self.net_config = tiny_config(**self.model_options)
@@ -136,6 +137,16 @@ class ScratchRecipe:
         while True:
             img, lab = self.aug(batch_size)
             yield {"image": img, "label": lab}
+
+    def finish(self, augment_options: dict) -> Callable[[], None]:
+        """Check the finish phase's changed ``augment`` keys (:class:`RodentsegError` names an
+        unknown one) and return the function that switches later batches to them."""
+        cfg = augment_config(self.augment_options | augment_options)
+
+        def switch() -> None:
+            self.aug.cfg = cfg
+
+        return switch
 
     def loss(self, model, batch) -> torch.Tensor:
         return seg_loss(model(batch["image"]), batch["label"], self.thin_weight)
