@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 from rodentseg.cli import main
 from rodentseg.errors import RodentsegError
 from rodentseg.models import load_model
-from rodentseg.train.config import RunConfig, load_config
 from rodentseg.train.augment import CopyPasteAugment
+from rodentseg.train.config import RunConfig, load_config
 from rodentseg.train.loop import lr_at, recipe_factory, train
 from rodentseg.train.scratch import ScratchRecipe
 from tests.conftest import REPO

@@ -86,7 +86,7 @@ class CopyPasteAugment:
         self.g = torch.Generator().manual_seed(seed)
         self.frames = torch.from_numpy(data.frames).float()[:, None] / 255.0
         self.masks = torch.from_numpy(data.masks).float()[:, None]
-        n, _, self.h, self.w = self.frames.shape
+        _, _, self.h, self.w = self.frames.shape
         # the animal moves, the camera does not: the per-pixel median is the empty arena
         self.background = torch.from_numpy(np.median(data.frames, axis=0)).float()[None, None] / 255
         self.alpha = F.avg_pool2d(self.masks, 3, 1, 1)  # slightly soft cut-out edges
