@@ -44,8 +44,11 @@ def test_grey_frames_and_interface(random_model, exported, openfield_frames):
     assert exported.pre == random_model.pre and str(exported.device) == "cpu"
     assert len(exported.weights_sha256) == 64 and exported.weights_sha256 != \
         random_model.weights_sha256  # another file: a torch run's run.json does not match
-    with pytest.raises(ValueError, match="uint8"):
-        exported.predict(grey.astype(np.float32))
+    for seg in (exported, random_model):  # both runtimes check frames alike (check_frames)
+        with pytest.raises(ValueError, match=r"expected uint8 frames.*float32"):
+            seg.predict(grey.astype(np.float32))
+        with pytest.raises(ValueError, match="expected uint8 frames"):
+            seg.predict(grey[0])  # one (H, W) frame without its batch axis
 
 
 def test_int8_static_and_dynamic(random_model, exported, openfield_frames, tmp_path):

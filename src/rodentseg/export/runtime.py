@@ -39,7 +39,7 @@ from rodentseg.export.onnx_export import (
     pad_multiple,
 )
 from rodentseg.io.video import sha256_file
-from rodentseg.models.segmenter import CONFIG_FILE, Preprocessing, to_luma
+from rodentseg.models.segmenter import CONFIG_FILE, Preprocessing, check_frames, to_luma
 
 #: Runtime names accepted by :func:`load_runtime` (and ``rodentseg segment --runtime``).
 RUNTIMES = ("torch", "onnx", "onnx-int8")
@@ -131,9 +131,7 @@ class OnnxSegmenter:
         Returns:
             (B, H, W) float32 probabilities in [0, 1], in the frames' pixel grid.
         """
-        if frames.dtype != np.uint8 or frames.ndim not in (3, 4):
-            raise ValueError(
-                f"expected uint8 frames (B,H,W[,3]), got {frames.dtype} {frames.shape}")
+        check_frames(frames)
         h, w = frames.shape[1:3]
         luma = frames_to_luma(frames, self.pre, self.min_side)
         logits = self.session.run(None, {"luma": luma})[0]

@@ -158,6 +158,16 @@ def to_luma(frames: torch.Tensor) -> torch.Tensor:
     return x[:, None]
 
 
+def check_frames(frames: np.ndarray) -> None:
+    """Check a batch of frames for ``predict`` (torch and onnxruntime segmenters).
+
+    Raises:
+        ValueError: not uint8 (B, H, W, 3) or (B, H, W); the message gives what was received.
+    """
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4):
+        raise ValueError(f"expected uint8 frames (B,H,W[,3]), got {frames.dtype} {frames.shape}")
+
+
 def forward_full(net: RodentSegNet, luma: torch.Tensor, pre: Preprocessing,
                  head_chunk: int | None = None) -> torch.Tensor:
     """Full-resolution rodent logits for a batch of luma frames (training and inference path).
@@ -231,8 +241,7 @@ class Segmenter:
         Returns:
             (B, H, W) float32 probabilities in [0, 1], in the frames' pixel grid.
         """
-        if frames.dtype != np.uint8 or frames.ndim not in (3, 4):
-            raise ValueError(f"expected uint8 frames (B,H,W[,3]), got {frames.dtype} {frames.shape}")
+        check_frames(frames)
         x = torch.cat([to_luma(torch.from_numpy(frames[i:i + HEAD_CHUNK]).to(self.device))
                        for i in range(0, len(frames), HEAD_CHUNK)])
         logits = forward_full(self.net, x, self.pre, head_chunk=HEAD_CHUNK)
