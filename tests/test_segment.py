@@ -54,6 +54,13 @@ def test_png_rle_and_table_agree(result):
         assert (int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])) == (
             xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         assert float(r["time_s"]) == pytest.approx(fm.frame_idx / 30, abs=1e-3)
+    coco = json.loads((result / "masks.json").read_text())
+    assert len(coco["annotations"]) == len(rows)
+    for ann in coco["annotations"]:  # COCO area and [x, y, w, h] box of each mask
+        label = np.asarray(Image.open(result / "masks" / f"{ann['image_id']:06d}.png"))
+        ys, xs = np.nonzero(label == ann["track_id"])
+        assert ann["area"] == len(xs) and ann["bbox"] == [
+            xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
 
 
 def test_run_json_and_overlay(result, default_model):

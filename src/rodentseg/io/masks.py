@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from rodentseg.errors import RodentsegError
 from rodentseg.io.atomic import AtomicWriter
-from rodentseg.types import FrameMasks, mask_coords
+from rodentseg.types import FrameMasks
 
 CATEGORY = {"id": 1, "name": "rodent", "supercategory": "animal"}
 
@@ -108,13 +108,11 @@ class CocoWriter(AtomicWriter):
     def add(self, fm: FrameMasks) -> None:
         """Record one frame (also one with no objects, so that it counts as an empty frame)."""
         self._frames.append(fm.frame_idx)
-        for oid, score, mask, rle in zip(fm.obj_ids, fm.scores, fm.masks, encode_rle(fm.masks)):
-            ys, xs = mask_coords(mask)
-            bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                     int(ys.max() - ys.min() + 1)] if len(xs) else [0, 0, 0, 0])
+        for oid, score, rle in zip(fm.obj_ids, fm.scores, encode_rle(fm.masks)):
+            bbox = [int(v) for v in mask_utils.toBbox(rle)]  # [x, y, w, h]; zeros when empty
             ann = {"id": self._next_id, "image_id": fm.frame_idx, "category_id": 1,
-                   "segmentation": rle, "area": int(len(xs)), "bbox": bbox, "iscrowd": 0,
-                   "track_id": int(oid), "score": round(float(score), 4)}
+                   "segmentation": rle, "area": int(mask_utils.area(rle)), "bbox": bbox,
+                   "iscrowd": 0, "track_id": int(oid), "score": round(float(score), 4)}
             self._ann.write(json.dumps(ann) + "\n")
             self._next_id += 1
 
