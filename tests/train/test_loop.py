@@ -40,22 +40,26 @@ def test_run_layout_and_model_loads(small_data, tmp_path):
     assert load_model(str(run / "model"), "cpu").pre.upscale == 8
 
 
-def test_resume_after_kill_equals_uninterrupted(small_data, tmp_path, monkeypatch):
-    train(_cfg(small_data, tmp_path / "a"), progress=False)
+def _kill_at_step(monkeypatch, cfg: RunConfig, step: int) -> None:
+    """Train ``cfg`` until its ``step``-th loss (1-based), where the run is killed."""
     real_loss = ScratchRecipe.loss
     calls = {"n": 0}
 
-    def killed_at_step_3(self, model, batch):
+    def killed(self, model, batch):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == step:
             raise KeyboardInterrupt
         return real_loss(self, model, batch)
 
-    monkeypatch.setattr(ScratchRecipe, "loss", killed_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(small_data, tmp_path / "b"), progress=False)
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(ScratchRecipe, "loss", killed)
+        train(cfg, progress=False)
+
+
+def test_resume_after_kill_equals_uninterrupted(small_data, tmp_path, monkeypatch):
+    train(_cfg(small_data, tmp_path / "a"), progress=False)
+    _kill_at_step(monkeypatch, _cfg(small_data, tmp_path / "b"), 3)
     assert yaml.safe_load((tmp_path / "b/checkpoint/step.json").read_text())["step"] == 2
-    monkeypatch.setattr(ScratchRecipe, "loss", real_loss)
     train(_cfg(small_data, tmp_path / "b"), progress=False)  # resumes from the step-2 checkpoint
     a = load_file(tmp_path / "a" / "model" / "model.safetensors")
     b = load_file(tmp_path / "b" / "model" / "model.safetensors")
@@ -96,19 +100,7 @@ def test_finish_phase_restarts_the_lr_and_switches_the_batches(small_data, tmp_p
     card = (tmp_path / "a/model/MODEL_CARD.md").read_text()
     assert "finish phase of 3 steps restarting at lr 0.01" in card and "p_real 1.0" in card
     # killed in the finish phase and started again: the same weights as without the kill
-    real_loss = ScratchRecipe.loss
-    calls = {"n": 0}
-
-    def killed_at_step_6(self, model, batch):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_loss(self, model, batch)
-
-    monkeypatch.setattr(ScratchRecipe, "loss", killed_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)
-    monkeypatch.setattr(ScratchRecipe, "loss", real_loss)
+    _kill_at_step(monkeypatch, _cfg(small_data, tmp_path / "b", finish=finish), 6)
     drawn.clear()
     train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)  # resumes at step 4
     assert drawn == [1.0] * 3
