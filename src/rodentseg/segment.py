@@ -137,9 +137,9 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
                    dynamic_ncols=True)
         # The model runs on this thread; decoding (waited for: decoding ahead slowed the model
         # on 2 cores) and identities plus writing (which overlaps the next model call) run on
-        # their own. Each thread allocates from its
-        # own malloc arena, so the blocks that outlive a batch (frames, masks) do not fragment
-        # the arena the model's activations reuse batch after batch (rodentseg.heap).
+        # their own. Each thread allocates from its own malloc arena, so the blocks that
+        # outlive a batch (frames, masks) do not fragment the arena the model's activations
+        # reuse batch after batch (rodentseg.heap).
         reader, post = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
         try:
             written = None

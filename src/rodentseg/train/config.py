@@ -33,7 +33,7 @@ class SplitConfig:
 class FinishConfig:
     """An optional last phase after ``steps``: a fresh warm-up and cosine decay, and batches
     drawn with some of the recipe's ``augment`` keys changed (e.g. mostly real frames at their
-    own scale after a long copy-paste phase; ``configs/scratch-tiny.yaml``).
+    own scale after a long copy-paste phase; what that did is in ``docs/training.md``).
 
     Attributes:
         steps: optimiser steps of this phase (0 = no phase).
