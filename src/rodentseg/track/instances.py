@@ -9,9 +9,10 @@ known number N of animals, the blobs kept are those that the tracks' predicted c
 others up to N; extra blobs are treated as fragments. So a dark patch of wall that looks like a
 bigger mouse for a few frames does not take the animal's place. While there are fewer blobs
 than animals the blob most likely to hold several animals (the one holding most predicted track
-positions, else the largest) is cut in two by 2-means clustering of its pixel coordinates, seeded with the tracks' predicted centroids when
-they are known (Lloyd 1982). That cut is a straight line between touching animals: adequate for
-the identities and the centroids, not a pixel-exact boundary where the bodies overlap.
+positions, else the largest) is cut in two by 2-means clustering of its pixel coordinates,
+seeded with the tracks' predicted centroids when they are known (Lloyd 1982). That cut is a
+straight line between touching animals: adequate for the identities and the centroids, not a
+pixel-exact boundary where the bodies overlap.
 """
 
 from __future__ import annotations
