@@ -13,7 +13,8 @@ Without ``--result`` it first runs ``rodentseg segment`` (default model, ``--ani
   smallest median distance, then the median offset), never against rodentseg's output.
 
 A frame counts when all three give a position and agree within 5 px of each other; there,
-rodentseg's centroid (largest animal of the frame) must lie within 5 px of their per-axis median.
+rodentseg's centroid (``cx, cy`` of ``tracks.csv``: the body without the tail, of the largest
+animal of the frame) must lie within 5 px of their per-axis median.
 """
 
 from __future__ import annotations

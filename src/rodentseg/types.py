@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage as ndi
+
+BODY_WIDTH_PX = 7
+"""Mask parts narrower than this (pixels) are left out of :func:`body_centroid`: the tail."""
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -31,6 +35,35 @@ def mask_coords(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y0, y1, x0, x1 = box
     ys, xs = np.nonzero(mask[y0:y1, x0:x1])
     return ys + y0, xs + x0
+
+
+def body_centroid(mask: np.ndarray, width_px: int = BODY_WIDTH_PX) -> tuple[float, float] | None:
+    """Centroid ``(x, y)`` of an animal's body: its (H, W) bool mask without the parts narrower
+    than ``width_px`` pixels (the tail; ear and paw tips), found by a morphological opening with
+    a ``width_px`` square.
+
+    The tail moves on its own and would pull a whole-mask centroid by several pixels (a mouse's
+    tail is about as long as its body); classical trackers (EthoVision's contour erosion,
+    idTracker, Tracktor) remove it for the same reason. On the tracktor video, taking the body
+    centroid instead of the whole mask's halved the median distance to the three trackers'
+    median (1.43 -> 0.79 px; ``benchmarks/tracktor_agreement.py``).
+
+    Returns:
+        (x, y) float pixels (column, row) of the frame; the whole mask's centroid when nothing
+        is wider than ``width_px`` (a small or distant animal); None for an empty mask.
+    """
+    box = mask_box(mask)
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    crop = mask[y0:y1, x0:x1]
+    if width_px > 1:  # opening = erosion then dilation, square structuring element (separable)
+        body = ndi.maximum_filter(ndi.minimum_filter(crop, width_px, mode="constant"), width_px,
+                                  mode="constant")
+        if body.any():
+            crop = body
+    ys, xs = np.nonzero(crop)
+    return float(xs.mean()) + x0, float(ys.mean()) + y0
 
 
 @dataclass

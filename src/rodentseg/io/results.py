@@ -6,7 +6,8 @@ Layout of ``OUT/<name>/``:
 - ``masks.json``: the same masks as COCO RLE, ``image_id`` = frame index, ``track_id`` per
   annotation;
 - ``tracks.csv``: one row per animal per frame (:data:`TRACK_COLUMNS`; pixels, box ``xyxy``
-  with x1/y1 exclusive, ``time_s`` = frame_idx / fps);
+  with x1/y1 exclusive, ``time_s`` = frame_idx / fps; ``area_px`` and the box cover the whole
+  mask, ``cx, cy`` is the body centroid without the tail, :func:`rodentseg.types.body_centroid`);
 - ``overlay.mp4``: the video with coloured masks and ids (when frames are given);
 - ``run.json``: version, inputs and their hashes, options, timings.
 
@@ -31,7 +32,7 @@ from rodentseg.io.atomic import AtomicWriter
 from rodentseg.io.masks import CocoWriter, write_label_png
 from rodentseg.io.video import VideoWriter
 from rodentseg.overlay import draw_masks
-from rodentseg.types import FrameMasks, mask_coords
+from rodentseg.types import FrameMasks, body_centroid, mask_coords
 
 TRACK_COLUMNS = ["frame_idx", "time_s", "track_id", "area_px", "cx", "cy",
                  "x0", "y0", "x1", "y1", "score"]
@@ -44,8 +45,9 @@ def track_rows(fm: FrameMasks, fps: float) -> list[list]:
         ys, xs = mask_coords(m)
         if not len(xs):
             continue
+        cx, cy = body_centroid(m)
         rows.append([fm.frame_idx, round(fm.frame_idx / fps, 4), int(oid), len(xs),
-                     round(float(xs.mean()), 2), round(float(ys.mean()), 2), int(xs.min()),
+                     round(cx, 2), round(cy, 2), int(xs.min()),
                      int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, round(float(s), 4)])
     return rows
 
