@@ -163,6 +163,25 @@ def test_save_writes_the_output_layout_and_a_training_dataset(session, tmp_path)
     assert (tmp_path / "out" / "two_mice-dataset" / "frames" / "000005.png").exists()
 
 
+def test_a_save_stopped_midway_leaves_the_last_save_whole(session):
+    session.click(*A)
+    session.propagate(5)
+    first = session.save()
+    before = sorted(p.name for p in first.result.rglob("*"))
+
+    def stop(t):
+        if t == 3:
+            raise KeyboardInterrupt  # the user closed the app while saving
+
+    session.propagate(8)
+    with pytest.raises(KeyboardInterrupt):
+        session.save(on_frame=stop)
+    saved = first.result.parent
+    assert sorted(p.name for p in saved.iterdir()) == ["two_mice", "two_mice-dataset"]
+    assert sorted(p.name for p in first.result.rglob("*")) == before  # frames 0-5, untouched
+    assert json.loads((first.result / "run.json").read_text())["frame_count"] == 6
+
+
 def test_sessions_do_not_share_anything(app_model, two_mice, tmp_path):
     a = AppSession(app_model, two_mice, work_root=tmp_path)
     b = AppSession(app_model, two_mice, work_root=tmp_path)

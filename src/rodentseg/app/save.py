@@ -30,7 +30,7 @@ from rodentseg.annotate.review import ReviewRanker
 from rodentseg.annotate.store import MaskStore
 from rodentseg.errors import RodentsegError
 from rodentseg.io.masks import write_label_png
-from rodentseg.io.results import ResultWriter, check_writable, publish
+from rodentseg.io.results import ResultWriter, check_writable, discard_on_error, publish
 from rodentseg.track.readouts import finalize
 
 
@@ -79,34 +79,24 @@ def save_session(store: MaskStore, source: FrameSource, out: str | Path, name: s
     for p in (partial, ds_partial):
         shutil.rmtree(p, ignore_errors=True)
     ranker = ReviewRanker(source.fps)
-    writer = ResultWriter(partial, source.width, source.height, source.fps, overlay=overlay)
-    try:
-        if dataset:
-            (ds_partial / "frames").mkdir(parents=True)
-            (ds_partial / "masks").mkdir()
-        for t, frame in source.forward(first, last + 1):
-            fm = store.frame_masks(t)
-            writer.write(fm, frame if overlay else None)
-            ranker.update(t, store.get(t))
+    with discard_on_error(partial), discard_on_error(ds_partial):
+        with ResultWriter(partial, source.width, source.height, source.fps,
+                          overlay=overlay) as writer:
             if dataset:
-                Image.fromarray(frame).save(ds_partial / "frames" / f"{t:06d}.png",
-                                            compress_level=1)
-                write_label_png(ds_partial / "masks" / f"{t:06d}.png", fm)
-            if on_frame is not None:
-                on_frame(t)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(ds_partial, ignore_errors=True)
-        raise
-    try:
+                (ds_partial / "frames").mkdir(parents=True)
+                (ds_partial / "masks").mkdir()
+            for t, frame in source.forward(first, last + 1):
+                fm = store.frame_masks(t)
+                writer.write(fm, frame if overlay else None)
+                ranker.update(t, store.get(t))
+                if dataset:
+                    Image.fromarray(frame).save(ds_partial / "frames" / f"{t:06d}.png",
+                                                compress_level=1)
+                    write_label_png(ds_partial / "masks" / f"{t:06d}.png", fm)
+                if on_frame is not None:
+                    on_frame(t)
         finalize(partial, source.fps, source.width, source.height, n_frames=last + 1)
         ranker.write(partial / "review.csv")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(ds_partial, ignore_errors=True)
-        raise
     result = publish(partial, {**run, "fps": source.fps, "width": source.width,
                                "height": source.height, "first_frame": first,
                                "last_frame": last, "frame_count": last - first + 1})
