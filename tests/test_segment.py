@@ -10,8 +10,8 @@ from PIL import Image
 
 from rodentseg.cli import main
 from rodentseg.io.masks import iter_coco_frames
-from rodentseg.io.video import probe, read_frames
 from rodentseg.io.results import TRACK_COLUMNS
+from rodentseg.io.video import probe, read_frames
 from rodentseg.segment import SegmentOptions, segment_video
 from rodentseg.types import body_centroid
 
@@ -105,7 +105,7 @@ def test_killed_run_is_redone(tracktor_clip, default_model, tmp_path):
 
 
 def test_failure_midway_leaves_no_result(tracktor_clip, default_model, tmp_path, monkeypatch):
-    import rodentseg.io.results as results
+    from rodentseg.io import results
 
     calls = {"n": 0}
     real = results.write_label_png
