@@ -43,10 +43,11 @@ def body_centroid(mask: np.ndarray, width_px: int = BODY_WIDTH_PX) -> tuple[floa
     a ``width_px`` square.
 
     The tail moves on its own and would pull a whole-mask centroid by several pixels (a mouse's
-    tail is about as long as its body); classical trackers (EthoVision's contour erosion,
-    idTracker, Tracktor) remove it for the same reason. On the tracktor video, taking the body
-    centroid instead of the whole mask's halved the median distance to the three trackers'
-    median (1.43 -> 0.79 px; ``benchmarks/tracktor_agreement.py``).
+    tail is about as long as its body); EthoVision erodes the contour before its centre point
+    for the same reason, and the blobs of threshold trackers (Tracktor, idTracker, ToxTrac) lose
+    most of the thin, pale tail. On the tracktor video the body centroid halved the median
+    distance to those three trackers' median (previous weights 1.43 -> 0.79 px, shipped weights
+    1.43 -> 0.71 px; ``benchmarks/tracktor_agreement.py``).
 
     Returns:
         (x, y) float pixels (column, row) of the frame; the whole mask's centroid when nothing
