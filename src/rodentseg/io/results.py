@@ -32,7 +32,7 @@ from rodentseg.io.atomic import AtomicWriter
 from rodentseg.io.masks import CocoWriter, write_label_png
 from rodentseg.io.video import VideoWriter
 from rodentseg.overlay import draw_masks
-from rodentseg.types import FrameMasks, body_centroid, mask_coords
+from rodentseg.types import FrameMasks, body_centroid, mask_box
 
 TRACK_COLUMNS = ["frame_idx", "time_s", "track_id", "area_px", "cx", "cy",
                  "x0", "y0", "x1", "y1", "score"]
@@ -42,13 +42,14 @@ def track_rows(fm: FrameMasks, fps: float) -> list[list]:
     """The ``tracks.csv`` rows of one frame (one per object, ordered by id)."""
     rows = []
     for oid, m, s in zip(fm.obj_ids, fm.masks, fm.scores):
-        ys, xs = mask_coords(m)
-        if not len(xs):
+        box = mask_box(m)
+        if box is None:
             continue
-        cx, cy = body_centroid(m)
-        rows.append([fm.frame_idx, round(fm.frame_idx / fps, 4), int(oid), len(xs),
-                     round(cx, 2), round(cy, 2), int(xs.min()),
-                     int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, round(float(s), 4)])
+        y0, y1, x0, x1 = box
+        crop = m[y0:y1, x0:x1]  # the box is searched once; the centroid is found in the crop
+        cx, cy = body_centroid(crop)
+        rows.append([fm.frame_idx, round(fm.frame_idx / fps, 4), int(oid), int(crop.sum()),
+                     round(cx + x0, 2), round(cy + y0, 2), x0, y0, x1, y1, round(float(s), 4)])
     return rows
 
 
