@@ -10,7 +10,7 @@ from rodentseg.errors import RodentsegError
 from rodentseg.models import load_model
 from rodentseg.train.augment import CopyPasteAugment
 from rodentseg.train.config import RunConfig, load_config
-from rodentseg.train.loop import lr_at, recipe_factory, train
+from rodentseg.train.loop import lr_at, phase_at, recipe_factory, train
 from rodentseg.train.scratch import ScratchRecipe
 from tests.conftest import REPO
 
@@ -109,11 +109,48 @@ def test_finish_phase_restarts_the_lr_and_switches_the_batches(small_data, tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_finish_phases_run_in_order_and_resume_across_them(small_data, tmp_path, monkeypatch):
+    finish = [{"steps": 2, "lr": 0.01, "warmup": 1, "augment": {"p_real": 1.0}},
+              {"steps": 0, "augment": {"p_real": 0.5}},  # skipped
+              {"steps": 3, "lr": 0.005, "warmup": 1, "augment": {"p_real": 0.9}},
+              {"steps": 1, "lr": 0.001, "warmup": 1}]  # the run's own augment again
+    cfg = _cfg(small_data, tmp_path / "a", finish=finish)
+    assert cfg.total_steps == 10
+    assert [phase_at(s, cfg) for s in (3, 4, 5, 6, 8, 9, 10)] == [
+        (0, 3), (1, 0), (1, 1), (3, 0), (3, 2), (4, 0), (4, 1)]
+    assert [lr_at(s, cfg) for s in (4, 6, 9)] == [0.01, 0.005, 0.001]
+    drawn = []
+    real_call = CopyPasteAugment.__call__
+
+    def spy(self, n):
+        drawn.append(self.cfg.p_real)
+        return real_call(self, n)
+
+    monkeypatch.setattr(CopyPasteAugment, "__call__", spy)
+    train(cfg, progress=False)
+    assert drawn == [0.35] * 4 + [1.0] * 2 + [0.9] * 3 + [0.35]
+    card = (tmp_path / "a/model/MODEL_CARD.md").read_text()
+    assert card.count("finish phase of") == 3 and "p_real 0.5" not in card
+    # killed after step 9 and started again at the step-8 checkpoint, inside the third phase:
+    # the same batches and the same weights
+    _kill_at_step(monkeypatch, _cfg(small_data, tmp_path / "b", finish=finish), 10)
+    drawn.clear()
+    train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)
+    assert drawn == [0.9, 0.35]
+    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_finish_phase_errors(small_data, tmp_path):
     with pytest.raises(RodentsegError, match="unknown finish key.*stepz"):
         load_config(None, ["finish.stepz=3"])
     with pytest.raises(RodentsegError, match="finish.steps must be >= 0"):
         load_config(None, ["finish.steps=-1"])
+    with pytest.raises(RodentsegError, match=r"finish\[1\].steps must be >= 0"):
+        load_config(None, ["finish=[{steps: 1}, {steps: -1}]"])
+    with pytest.raises(RodentsegError, match="finish must be a mapping .* or a list"):
+        load_config(None, ["finish=3"])
     with pytest.raises(RodentsegError, match="unknown augment key.*p_rael"):
         train(_cfg(small_data, tmp_path / "r", finish={"steps": 1, "augment": {"p_rael": 1}}),
               progress=False)

@@ -94,10 +94,13 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
     return path
 
 
-def _finish(finish) -> str:
-    """The card's words for the run's finish phase (empty without one)."""
-    if not finish.steps:
-        return ""
-    changed = ", ".join(f"{k} {v}" for k, v in finish.augment.items())
-    return (f"; then a finish phase of {finish.steps} steps restarting at lr {finish.lr} "
-            f"(warm-up {finish.warmup}, cosine)" + (f" with {changed}" if changed else ""))
+def _finish(phases) -> str:
+    """The card's words for the run's finish phases (empty without any)."""
+    words = []
+    for phase in phases:
+        if phase.steps:
+            changed = ", ".join(f"{k} {v}" for k, v in phase.augment.items())
+            words.append(f"; then a finish phase of {phase.steps} steps restarting at lr "
+                         f"{phase.lr} (warm-up {phase.warmup}, cosine)"
+                         + (f" with {changed}" if changed else ""))
+    return "".join(words)

@@ -31,14 +31,15 @@ class SplitConfig:
 
 @dataclass
 class FinishConfig:
-    """An optional last phase after ``steps``: a fresh warm-up and cosine decay, and batches
+    """A phase after ``steps``: a fresh warm-up and cosine decay (a warm restart), and batches
     drawn with some of the recipe's ``augment`` keys changed (e.g. mostly real frames at their
     own scale after a long copy-paste phase; what that did is in ``docs/training.md``).
 
     Attributes:
-        steps: optimiser steps of this phase (0 = no phase).
+        steps: optimiser steps of this phase (0 = skipped).
         lr, warmup: its peak learning rate and linear warm-up steps.
-        augment: ``augment`` keys that change for this phase (the recipe checks them).
+        augment: ``augment`` keys that differ from the run's ``augment`` in this phase (the
+            recipe checks them); an empty mapping is the run's own ``augment``.
     """
 
     steps: int = 0
@@ -65,8 +66,9 @@ class RunConfig:
         mixed_precision: ``auto`` (bf16 on a GPU that supports it, else fp16 on GPU, none on
             CPU), ``no``, ``fp16`` or ``bf16``.
         threads: torch CPU threads (0 = torch's default).
-        finish: an optional last phase (:class:`FinishConfig`); the run has
-            ``steps + finish.steps`` optimiser steps in all.
+        finish: phases after ``steps``, in order (:class:`FinishConfig`; in YAML a list of
+            mappings, or one mapping for one phase); the run has ``steps`` plus their steps
+            in all.
     """
 
     recipe: str = "scratch-tiny"
@@ -89,7 +91,7 @@ class RunConfig:
     threads: int = 0
     model: dict = field(default_factory=dict)
     augment: dict = field(default_factory=dict)
-    finish: FinishConfig = field(default_factory=FinishConfig)
+    finish: list[FinishConfig] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
@@ -98,11 +100,20 @@ class RunConfig:
         d = dict(d)
         split = d.pop("split", None) or {}
         _check_keys(split, SplitConfig, "split")
-        finish = d.pop("finish", None) or {}
-        _check_keys(finish, FinishConfig, "finish")
-        cfg = cls(**d, split=SplitConfig(**split), finish=FinishConfig(**finish))
-        for key, value in (("model", cfg.model), ("augment", cfg.augment),
-                           ("finish.augment", cfg.finish.augment)):
+        finish = d.pop("finish", None) or []
+        one = isinstance(finish, dict)
+        if not (one or isinstance(finish, list)):
+            raise RodentsegError(f"finish must be a mapping (one phase) or a list of them; got "
+                                 f"{finish!r}")
+        names = ["finish"] if one else [f"finish[{i}]" for i in range(len(finish))]
+        finish = [finish] if one else finish
+        for name, phase in zip(names, finish):
+            _check_keys(phase, FinishConfig, name)
+        cfg = cls(**d, split=SplitConfig(**split),
+                  finish=[FinishConfig(**phase) for phase in finish])
+        checks = [("model", cfg.model), ("augment", cfg.augment)]
+        checks += [(f"{name}.augment", phase.augment) for name, phase in zip(names, cfg.finish)]
+        for key, value in checks:
             if not isinstance(value, dict):
                 raise RodentsegError(f"config key {key!r} must be a mapping, got {value!r}")
         if cfg.mixed_precision not in ("auto", "no", "fp16", "bf16"):
@@ -111,14 +122,15 @@ class RunConfig:
         if min(cfg.steps, cfg.batch_size, cfg.grad_accum) < 1:
             raise RodentsegError("steps, batch_size and grad_accum must be >= 1; got "
                                  f"{cfg.steps}, {cfg.batch_size}, {cfg.grad_accum}")
-        if cfg.finish.steps < 0:
-            raise RodentsegError(f"finish.steps must be >= 0; got {cfg.finish.steps}")
+        for name, phase in zip(names, cfg.finish):
+            if phase.steps < 0:
+                raise RodentsegError(f"{name}.steps must be >= 0; got {phase.steps}")
         return cfg
 
     @property
     def total_steps(self) -> int:
-        """Optimiser steps of the whole run (``steps`` plus the finish phase's)."""
-        return self.steps + self.finish.steps
+        """Optimiser steps of the whole run (``steps`` plus the finish phases')."""
+        return self.steps + sum(phase.steps for phase in self.finish)
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))

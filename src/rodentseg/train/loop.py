@@ -54,14 +54,32 @@ def recipe_factory(name: str):
     return RECIPES[name]
 
 
+def phase_at(step: int, cfg: RunConfig) -> tuple[int, int]:
+    """Which phase optimiser step ``step`` belongs to, and its index within that phase.
+
+    Returns:
+        ``(k, i)``: ``k`` 0 is the main schedule (``cfg.steps``), ``k`` >= 1 is
+        ``cfg.finish[k - 1]``; a step past the end counts in the last phase.
+    """
+    start = cfg.steps
+    if step < start or not cfg.finish:
+        return 0, step
+    for k, phase in enumerate(cfg.finish[:-1], 1):
+        if step < start + phase.steps:
+            return k, step - start
+        start += phase.steps
+    return len(cfg.finish), step - start
+
+
 def lr_at(step: int, cfg: RunConfig) -> float:
-    """Learning rate of optimiser step ``step``: linear warm-up, then cosine decay to 0; the
-    finish phase (``cfg.finish``, from step ``cfg.steps``) restarts both with its own lr
-    (a warm restart, Loshchilov & Hutter 2017, "SGDR")."""
+    """Learning rate of optimiser step ``step``: linear warm-up, then cosine decay to 0; each
+    finish phase (``cfg.finish``, from step ``cfg.steps`` on) restarts both with its own lr
+    (warm restarts, Loshchilov & Hutter 2017, "SGDR")."""
+    k, step = phase_at(step, cfg)
     lr, warmup, steps = cfg.lr, cfg.warmup, cfg.steps
-    if step >= cfg.steps:
-        step -= cfg.steps
-        lr, warmup, steps = cfg.finish.lr, cfg.finish.warmup, cfg.finish.steps
+    if k:
+        phase = cfg.finish[k - 1]
+        lr, warmup, steps = phase.lr, phase.warmup, phase.steps
     if step < warmup:
         return lr * (step + 1) / warmup
     t = (step - warmup) / max(1, steps - warmup)
@@ -120,7 +138,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     acc = Accelerator(mixed_precision=_mixed_precision(cfg),
                       gradient_accumulation_steps=cfg.grad_accum)
     recipe = factory(cfg.model, cfg.augment, seed=cfg.seed + acc.process_index)  # checks options
-    start_finish = _finish_switch(recipe, cfg)
+    switches = _finish_switches(recipe, cfg)
     out = Path(cfg.out)
     data = load_dataset(cfg.data, cfg.format)
     train_set, val_set = split_dataset(data, by=cfg.split.by, val_fraction=cfg.split.val_fraction,
@@ -161,8 +179,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     bar = tqdm(range(start, total), initial=start, total=total, unit="step",
                disable=not (progress and acc.is_main_process))
     for step in bar:
-        if step == max(start, cfg.steps):
-            start_finish()  # from here on, the finish phase's batches (a no-op without one)
+        k, i = phase_at(step, cfg)
+        if k and (i == 0 or step == start):
+            switches[k - 1]()  # from here on, this finish phase's batches
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         for _ in range(cfg.grad_accum):
@@ -217,20 +236,21 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     return scores
 
 
-def _finish_switch(recipe, cfg: RunConfig):
-    """The function that starts ``cfg.finish``'s batches (checked now; a no-op without them).
+def _finish_switches(recipe, cfg: RunConfig) -> list:
+    """The functions that start each finish phase's batches (checked now; no-ops when no
+    phase changes ``augment``).
 
     Raises:
-        RodentsegError: ``finish.augment`` is set but the recipe has no finish phase, or names
-            an unknown augment key.
+        RodentsegError: a phase changes ``augment`` but the recipe has no finish phase, or a
+            phase names an unknown augment key.
     """
-    if not (cfg.finish.steps and cfg.finish.augment):
-        return lambda: None
+    if not any(phase.steps and phase.augment for phase in cfg.finish):
+        return [lambda: None] * len(cfg.finish)
     if not hasattr(recipe, "finish"):
         raise RodentsegError(f"recipe {cfg.recipe!r} cannot change its batches in a finish "
                              "phase; remove finish.augment (finish.steps and finish.lr work "
                              "with every recipe)")
-    return recipe.finish(cfg.finish.augment)
+    return [recipe.finish(phase.augment) for phase in cfg.finish]
 
 
 def _resume(acc, ckpt: Path) -> tuple[int, float]:
