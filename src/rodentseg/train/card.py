@@ -96,11 +96,13 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
 
 def _finish(phases) -> str:
     """The card's words for the run's finish phases (empty without any)."""
-    words = []
+    words, previous = [], None
     for phase in phases:
         if phase.steps:
             changed = ", ".join(f"{k} {v}" for k, v in phase.augment.items())
+            batches = (" on the same batches" if previous is not None and phase.augment == previous
+                       else f" with {changed}" if changed else "")
             words.append(f"; then a finish phase of {phase.steps} steps restarting at lr "
-                         f"{phase.lr} (warm-up {phase.warmup}, cosine)"
-                         + (f" with {changed}" if changed else ""))
+                         f"{phase.lr} (warm-up {phase.warmup}, cosine){batches}")
+            previous = phase.augment
     return "".join(words)
