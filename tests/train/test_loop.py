@@ -1,5 +1,7 @@
 """The shared training loop: run layout, resume after a kill, config errors, accumulation."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -20,6 +22,26 @@ def _cfg(data, out, **kw) -> RunConfig:
             "batch_size": 2, "warmup": 1, "eval_every": 2, "checkpoint_every": 2,
             "split": {"by": "frame", "val_fraction": 0.25}}
     return RunConfig.from_dict(base | kw)
+
+
+def _record_p_real(monkeypatch) -> list[float]:
+    """The ``p_real`` of every batch drawn from now on, in order."""
+    drawn = []
+    real_call = CopyPasteAugment.__call__
+
+    def spy(self, n):
+        drawn.append(self.cfg.p_real)
+        return real_call(self, n)
+
+    monkeypatch.setattr(CopyPasteAugment, "__call__", spy)
+    return drawn
+
+
+def _same_weights(run_a: Path, run_b: Path) -> bool:
+    """Whether two runs wrote bit-identical model weights."""
+    a = load_file(run_a / "model" / "model.safetensors")
+    b = load_file(run_b / "model" / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_run_layout_and_model_loads(small_data, tmp_path):
@@ -61,9 +83,7 @@ def test_resume_after_kill_equals_uninterrupted(small_data, tmp_path, monkeypatc
     _kill_at_step(monkeypatch, _cfg(small_data, tmp_path / "b"), 3)
     assert yaml.safe_load((tmp_path / "b/checkpoint/step.json").read_text())["step"] == 2
     train(_cfg(small_data, tmp_path / "b"), progress=False)  # resumes from the step-2 checkpoint
-    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
     # the optimiser state was restored too: its moments match the uninterrupted run's
     oa = torch.load(tmp_path / "a/checkpoint/optimizer.bin", weights_only=False)["state"]
     ob = torch.load(tmp_path / "b/checkpoint/optimizer.bin", weights_only=False)["state"]
@@ -87,14 +107,7 @@ def test_finish_phase_restarts_the_lr_and_switches_the_batches(small_data, tmp_p
     assert cfg.total_steps == 7
     assert lr_at(3, cfg) < lr_at(2, cfg) < cfg.lr  # the main phase decays towards 0 ...
     assert lr_at(4, cfg) == 0.01 and 0 < lr_at(6, cfg) < 0.01  # ... the finish phase restarts
-    drawn = []
-    real_call = CopyPasteAugment.__call__
-
-    def spy(self, n):
-        drawn.append(self.cfg.p_real)
-        return real_call(self, n)
-
-    monkeypatch.setattr(CopyPasteAugment, "__call__", spy)
+    drawn = _record_p_real(monkeypatch)
     scores = train(cfg, progress=False)
     assert scores["steps"] == 7 and drawn == [0.35] * 4 + [1.0] * 3
     card = (tmp_path / "a/model/MODEL_CARD.md").read_text()
@@ -104,9 +117,7 @@ def test_finish_phase_restarts_the_lr_and_switches_the_batches(small_data, tmp_p
     drawn.clear()
     train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)  # resumes at step 4
     assert drawn == [1.0] * 3
-    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
 
 
 def test_finish_phases_run_in_order_and_resume_across_them(small_data, tmp_path, monkeypatch):
@@ -119,14 +130,7 @@ def test_finish_phases_run_in_order_and_resume_across_them(small_data, tmp_path,
     assert [phase_at(s, cfg) for s in (3, 4, 5, 6, 8, 9, 10)] == [
         (0, 3), (1, 0), (1, 1), (3, 0), (3, 2), (4, 0), (4, 1)]
     assert [lr_at(s, cfg) for s in (4, 6, 9)] == [0.01, 0.005, 0.001]
-    drawn = []
-    real_call = CopyPasteAugment.__call__
-
-    def spy(self, n):
-        drawn.append(self.cfg.p_real)
-        return real_call(self, n)
-
-    monkeypatch.setattr(CopyPasteAugment, "__call__", spy)
+    drawn = _record_p_real(monkeypatch)
     train(cfg, progress=False)
     assert drawn == [0.35] * 4 + [1.0] * 2 + [0.9] * 3 + [0.35]
     card = (tmp_path / "a/model/MODEL_CARD.md").read_text()
@@ -137,9 +141,7 @@ def test_finish_phases_run_in_order_and_resume_across_them(small_data, tmp_path,
     drawn.clear()
     train(_cfg(small_data, tmp_path / "b", finish=finish), progress=False)
     assert drawn == [0.9, 0.35]
-    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
 
 
 def test_finish_phase_errors(small_data, tmp_path):
