@@ -11,6 +11,7 @@ from rodentseg.train.augment import CopyPasteAugment
 from rodentseg.train.data import temporal_split
 from rodentseg.train.datasets import load_dataset
 from rodentseg.train.scratch import ScratchRecipe, luma_frames, seg_loss, thin_parts
+from rodentseg.types import body_centroid
 
 
 def test_split_is_temporal():
@@ -86,6 +87,17 @@ def test_thin_parts_are_the_tail_not_the_body():
     assert thin[..., 19:22, 36:55].eq(1).all()  # the tail (beyond its joint with the body)
     assert thin[..., 10:30, 5:35].sum() == 0  # none of the body
     assert thin[target == 0].sum() == 0
+
+
+def test_thin_parts_are_what_the_body_centroid_leaves_out():
+    target = torch.zeros(1, 1, 40, 60)
+    target[..., 10:30, 5:35] = 1
+    target[..., 19:22, 35:55] = 1
+    target[..., 8:10, 12:14] = 1  # an ear tip
+    target[..., 30:36, 20:26] = 1  # a paw, 6 px wide: thin at 7 px, not at 5
+    body = (target - thin_parts(target))[0, 0].numpy()
+    ys, xs = np.nonzero(body)
+    assert body_centroid(target[0, 0].numpy() > 0) == pytest.approx((xs.mean(), ys.mean()))
 
 
 def test_thin_weight_weighs_errors_on_the_tail():

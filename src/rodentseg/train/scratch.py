@@ -31,21 +31,23 @@ from rodentseg.train.augment import AugmentConfig, CopyPasteAugment
 from rodentseg.train.card import write_model_card
 from rodentseg.train.data import LabelledFrames
 from rodentseg.train.recipe import register
+from rodentseg.types import BODY_WIDTH_PX
 
 
-def thin_parts(target: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    """Mask pixels that a morphological opening with a ``2 radius + 1`` square removes.
+def thin_parts(target: torch.Tensor, width_px: int = BODY_WIDTH_PX) -> torch.Tensor:
+    """Mask pixels that a morphological opening with a ``width_px`` (odd) square removes.
 
-    With radius 3 these are the parts narrower than 7 px: the tail (its silver label is at most
-    3 px either side of the ridge) and ear and nose tips; the same opening separates body from
-    tail in ``openfield-m4s1``'s masks (see that folder's README).
+    With 7 px these are the tail (its silver label is at most 3 px either side of the ridge) and
+    ear and nose tips; the same opening separates body from tail in ``openfield-m4s1``'s masks
+    (see that folder's README), and :func:`rodentseg.types.body_centroid` leaves out the same
+    parts, so the pixels the loss weighs extra are those the body centroid ignores.
 
     Shape:
         target: (B, 1, H, W) float in {0, 1}; returns the same shape and dtype, in {0, 1}.
     """
-    k = 2 * radius + 1
-    eroded = -F.max_pool2d(-target, k, 1, radius)
-    return target - F.max_pool2d(eroded, k, 1, radius)
+    r = width_px // 2
+    eroded = -F.max_pool2d(-target, 2 * r + 1, 1, r)
+    return target - F.max_pool2d(eroded, 2 * r + 1, 1, r)
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, thin_weight: float = 0.0) -> torch.Tensor:
