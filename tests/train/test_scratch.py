@@ -72,6 +72,21 @@ def test_walls_put_rodents_against_a_dark_surround(small_data):
     assert touching >= 6, touching
 
 
+def test_real_frames_under_a_wall_lose_the_covered_label(small_data):
+    data = luma_frames(load_dataset(small_data))
+    aug = CopyPasteAugment(data, seed=0)
+    c = aug.cfg
+    c.p_real, c.p_real_wall, c.max_paste, c.real_scale = 1.0, 1.0, 0, (1.0, 1.0)
+    c.contrast, c.brightness, c.log_gamma, c.blur_sigma, c.noise = (1.0, 1.0), 0.0, 0.0, 0.0, 0.0
+    walls, circles = aug._walls, []
+    aug._walls = lambda img: circles.append(walls(img)) or circles[-1]
+    img, lab = aug(16)
+    assert len(circles) == 1 and circles[0].shape == (16, 3)  # every real frame got a wall
+    outside = aug._inside(circles[0]) == 0
+    assert outside.any() and (img[outside] < 0.6).all()  # dark there
+    assert lab[outside].sum() == 0 and lab.sum() > 0  # no rodent label on the wall
+
+
 def test_unknown_recipe_options():
     with pytest.raises(RodentsegError, match="unknown augment key"):
         ScratchRecipe({}, {"scael": [0.5, 1]})

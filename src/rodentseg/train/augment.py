@@ -6,7 +6,9 @@ estimate) with 0-3 rodents pasted in; or a synthetic arena (floor gradient, dark
 circular arena walls, boxes, thin lines) with 0-3 rodents pasted in. Half of the pasted scenes
 get a dark surround outside a large circle (a round arena's wall), and most rodents pasted into
 them are put against it: a dark animal touching a dark wall is where a model trained on one open
-field fails first. Pasted rodents are the
+field fails first. ``p_real_wall`` gives real frames the same surround (the filmed rodent's
+label is cut where the wall covers it), so that phases trained on frames as filmed keep it.
+Pasted rodents are the
 labelled animals cut out by their masks, rotated, scaled, flipped and re-lit, so one session
 yields multi-animal, touching and occluding examples at many sizes (copy-paste augmentation,
 Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation Method for Instance
@@ -42,6 +44,7 @@ class AugmentConfig:
     fur_gain: tuple[float, float] = (0.6, 1.4)
     p_wall: float = 0.5  # share of pasted scenes given a dark arena wall
     p_at_wall: float = 0.7  # chance that a rodent pasted into such a scene is put at the wall
+    p_real_wall: float = 0.0  # share of real frames given the same dark surround (labels cut)
 
 
 def _affine(n: int, scale: torch.Tensor, src_c: torch.Tensor, dst_c: torch.Tensor, h: int, w: int,
@@ -141,15 +144,20 @@ class CopyPasteAugment:
         n, h, w = len(img), self.h, self.w
         cx, cy = self._rand(n, -0.2 * w, 1.2 * w), self._rand(n, -0.2 * h, 1.2 * h)
         r = self._rand(n, 0.35 * h, 1.1 * w)
-        ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
-        outside = ((xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2).sqrt() > r[:,
-                                                                                           None,
-                                                                                           None]
+        circles = torch.stack([cx, cy, r], -1)
+        outside = self._inside(circles)[:, 0] == 0
         shade = self._rand(n, 0.08, 0.45)[:, None, None, None] + F.interpolate(
             torch.randn(n, 1, 3, 4, generator=self.g) * 0.04, size=(h, w), mode="bicubic",
             align_corners=False)
         img.copy_(torch.where(outside[:, None], shade, img))
-        return torch.stack([cx, cy, r], -1)
+        return circles
+
+    def _inside(self, circles: torch.Tensor) -> torch.Tensor:
+        """(n, 1, H, W) float, 1 inside each circle ``(cx, cy, r)`` (pixels), 0 outside."""
+        ys, xs = torch.meshgrid(torch.arange(self.h).float(), torch.arange(self.w).float(),
+                                indexing="ij")
+        cx, cy, r = (circles[:, k, None, None] for k in range(3))
+        return (((xs - cx) ** 2 + (ys - cy) ** 2).sqrt() <= r).float()[:, None]
 
     def _at_wall(self, circles: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Normalised destinations just inside each circle's edge, touching it (a rodent of
@@ -188,15 +196,18 @@ class CopyPasteAugment:
             img[median] = torch.where(flip[:, None, None, None], bg.flip(-1), bg)
         # dark arena walls on pasted scenes: rodents touching a dark surround must stay rodents
         walled = ~real & (torch.rand(batch, generator=g) < c.p_wall)
+        if c.p_real_wall:  # drawn only when asked for, so older configs get the same batches
+            walled |= real & (torch.rand(batch, generator=g) < c.p_real_wall)
         circles = torch.zeros(batch, 3)
         if walled.any():
             sub = img[walled]
             circles[walled] = self._walls(sub)
             img[walled] = sub
+            lab[walled] *= self._inside(circles[walled])  # a filmed rodent under the wall is gone
         # paste 0..max_paste rodents (fewer on real frames, which already have one)
         n_paste = torch.randint(0, c.max_paste + 1, (batch,), generator=g)
         n_paste[real] = (n_paste[real] - 1).clamp(min=0)
-        n_paste[walled] = n_paste[walled].clamp(min=1)
+        n_paste[walled & ~real] = n_paste[walled & ~real].clamp(min=1)
         for k in range(c.max_paste):
             sel = torch.nonzero(n_paste > k)[:, 0]
             if len(sel) == 0:
