@@ -135,6 +135,8 @@ def test_finish_phases_run_in_order_and_resume_across_them(small_data, tmp_path,
     assert drawn == [0.35] * 4 + [1.0] * 2 + [0.9] * 3 + [0.35]
     card = (tmp_path / "a/model/MODEL_CARD.md").read_text()
     assert card.count("finish phase of") == 3 and "p_real 0.5" not in card
+    assert "3 steps restarting at lr 0.005 (warm-up 1, cosine) with the previous phase's " \
+           "augmentation and p_real 0.9;" in card and "with the run's own augmentation" in card
     # killed after step 9 and started again at the step-8 checkpoint, inside the third phase:
     # the same batches and the same weights
     _kill_at_step(monkeypatch, _cfg(small_data, tmp_path / "b", finish=finish), 10)

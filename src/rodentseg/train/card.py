@@ -95,14 +95,21 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
 
 
 def _finish(phases) -> str:
-    """The card's words for the run's finish phases (empty without any)."""
+    """The card's words for the run's finish phases (empty without any); a phase whose
+    ``augment`` sets every key of the previous phase's is described by what it adds or changes."""
     words, previous = [], None
     for phase in phases:
         if phase.steps:
-            changed = ", ".join(f"{k} {v}" for k, v in phase.augment.items())
-            batches = (" on the same batches" if previous is not None and phase.augment == previous
-                       else f" with {changed}" if changed else "")
+            aug = phase.augment
+            if not aug:
+                batches = " with the run's own augmentation"
+            elif previous is not None and previous.keys() <= aug.keys():
+                extra = ", ".join(f"{k} {v}" for k, v in aug.items() if previous.get(k) != v)
+                batches = " with the previous phase's augmentation" + (
+                    f" and {extra}" if extra else "")
+            else:
+                batches = " with " + ", ".join(f"{k} {v}" for k, v in aug.items())
             words.append(f"; then a finish phase of {phase.steps} steps restarting at lr "
                          f"{phase.lr} (warm-up {phase.warmup}, cosine){batches}")
-            previous = phase.augment
+            previous = aug
     return "".join(words)
