@@ -8,11 +8,10 @@ get a dark surround outside a large circle (a round arena's wall), and most rode
 them are put against it: a dark animal touching a dark wall is where a model trained on one open
 field fails first. ``p_real_wall`` gives real frames the same surround (the filmed rodent's
 label is cut where the wall covers it), so that phases trained on frames as filmed keep it.
-Pasted rodents are the
-labelled animals cut out by their masks, rotated, scaled, flipped and re-lit, so one session
-yields multi-animal, touching and occluding examples at many sizes (copy-paste augmentation,
-Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation Method for Instance
-Segmentation"). Photometric jitter (contrast, brightness, gamma, blur, noise) follows.
+Pasted rodents are the labelled animals cut out by their masks, rotated, scaled, flipped and
+re-lit, so one session yields multi-animal, touching and occluding examples at many sizes
+(copy-paste augmentation, Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation
+Method for Instance Segmentation"). Photometric jitter (contrast, brightness, gamma, blur, noise) follows.
 """
 
 from __future__ import annotations
