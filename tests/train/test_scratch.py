@@ -79,7 +79,7 @@ def test_real_frames_under_a_wall_lose_the_covered_label(small_data):
     c.p_real, c.p_real_wall, c.max_paste, c.real_scale = 1.0, 1.0, 0, (1.0, 1.0)
     c.contrast, c.brightness, c.log_gamma, c.blur_sigma, c.noise = (1.0, 1.0), 0.0, 0.0, 0.0, 0.0
     walls, circles = aug._walls, []
-    aug._walls = lambda img: circles.append(walls(img)) or circles[-1]
+    aug._walls = lambda img, lab: circles.append(walls(img, lab)) or circles[-1]
     img, lab = aug(16)
     assert len(circles) == 1 and circles[0].shape == (16, 3)  # every real frame got a wall
     outside = aug._inside(circles[0]) == 0

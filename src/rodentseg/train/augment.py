@@ -11,7 +11,8 @@ label is cut where the wall covers it), so that phases trained on frames as film
 Pasted rodents are the labelled animals cut out by their masks, rotated, scaled, flipped and
 re-lit, so one session yields multi-animal, touching and occluding examples at many sizes
 (copy-paste augmentation, Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation
-Method for Instance Segmentation"). Photometric jitter (contrast, brightness, gamma, blur, noise) follows.
+Method for Instance Segmentation"). Photometric jitter (contrast, brightness, gamma, blur,
+noise) follows.
 """
 
 from __future__ import annotations
@@ -92,10 +93,12 @@ class CopyPasteAugment:
         # the animal moves, the camera does not: the per-pixel median is the empty arena
         self.background = torch.from_numpy(np.median(data.frames, axis=0)).float()[None, None] / 255
         self.alpha = F.avg_pool2d(self.masks, 3, 1, 1)  # slightly soft cut-out edges
-        ys, xs = torch.meshgrid(torch.arange(self.h), torch.arange(self.w), indexing="ij")
+        # pixel row and column of every pixel, (H, W) float each
+        self.ys, self.xs = torch.meshgrid(torch.arange(self.h).float(),
+                                          torch.arange(self.w).float(), indexing="ij")
         area = self.masks.sum((1, 2, 3)).clamp(min=1)
-        cx = (self.masks[:, 0] * xs).sum((1, 2)) / area
-        cy = (self.masks[:, 0] * ys).sum((1, 2)) / area
+        cx = (self.masks[:, 0] * self.xs).sum((1, 2)) / area
+        cy = (self.masks[:, 0] * self.ys).sum((1, 2)) / area
         self.centroid = torch.stack([cx / (self.w / 2) - 1, cy / (self.h / 2) - 1], -1)  # normalised
 
     def _rand(self, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -116,7 +119,7 @@ class CopyPasteAugment:
         low = F.interpolate(torch.randn(n, 1, 4, 5, generator=g) * 0.08, size=(h, w),
                             mode="bicubic", align_corners=False)
         img = base + low
-        ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+        ys, xs = self.ys, self.xs
         for i in range(n):
             if torch.rand(1, generator=g) < 0.7:  # circular arena wall: a dark annulus
                 cx, cy = self._rand(1, 0.3 * w, 0.7 * w), self._rand(1, 0.3 * h, 0.7 * h)
@@ -137,26 +140,26 @@ class CopyPasteAugment:
                 img[i, 0] -= self._rand(1, 0.05, 0.35) * (dist.abs() < width).float()
         return img.clamp(0, 1)
 
-    def _walls(self, img: torch.Tensor) -> torch.Tensor:
-        """Darken everything outside a large circle (the dark wall or surround of a round arena),
+    def _walls(self, img: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        """Darken everything outside a large circle (the dark wall or surround of a round arena)
+        and clear the labels there (a filmed rodent under the wall is gone), both (n, 1, H, W)
         in place; returns (n, 3) circles ``(cx, cy, r)`` in pixels."""
         n, h, w = len(img), self.h, self.w
         cx, cy = self._rand(n, -0.2 * w, 1.2 * w), self._rand(n, -0.2 * h, 1.2 * h)
         r = self._rand(n, 0.35 * h, 1.1 * w)
         circles = torch.stack([cx, cy, r], -1)
-        outside = self._inside(circles)[:, 0] == 0
+        inside = self._inside(circles)
         shade = self._rand(n, 0.08, 0.45)[:, None, None, None] + F.interpolate(
             torch.randn(n, 1, 3, 4, generator=self.g) * 0.04, size=(h, w), mode="bicubic",
             align_corners=False)
-        img.copy_(torch.where(outside[:, None], shade, img))
+        img.copy_(torch.where(inside == 0, shade, img))
+        lab.mul_(inside)
         return circles
 
     def _inside(self, circles: torch.Tensor) -> torch.Tensor:
         """(n, 1, H, W) float, 1 inside each circle ``(cx, cy, r)`` (pixels), 0 outside."""
-        ys, xs = torch.meshgrid(torch.arange(self.h).float(), torch.arange(self.w).float(),
-                                indexing="ij")
         cx, cy, r = (circles[:, k, None, None] for k in range(3))
-        return (((xs - cx) ** 2 + (ys - cy) ** 2).sqrt() <= r).float()[:, None]
+        return (((self.xs - cx) ** 2 + (self.ys - cy) ** 2).sqrt() <= r).float()[:, None]
 
     def _at_wall(self, circles: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Normalised destinations just inside each circle's edge, touching it (a rodent of
@@ -199,10 +202,9 @@ class CopyPasteAugment:
             walled |= real & (torch.rand(batch, generator=g) < c.p_real_wall)
         circles = torch.zeros(batch, 3)
         if walled.any():
-            sub = img[walled]
-            circles[walled] = self._walls(sub)
-            img[walled] = sub
-            lab[walled] *= self._inside(circles[walled])  # a filmed rodent under the wall is gone
+            sub_img, sub_lab = img[walled], lab[walled]
+            circles[walled] = self._walls(sub_img, sub_lab)
+            img[walled], lab[walled] = sub_img, sub_lab
         # paste 0..max_paste rodents (fewer on real frames, which already have one)
         n_paste = torch.randint(0, c.max_paste + 1, (batch,), generator=g)
         n_paste[real] = (n_paste[real] - 1).clamp(min=0)
