@@ -87,25 +87,42 @@ def test_slp_without_sleap_io_names_the_install(tmp_path, monkeypatch):
         read_keypoints(tmp_path / "k.slp")
 
 
-def test_slp_through_a_stand_in_sleap_io(tmp_path, monkeypatch):
-    # the attributes read_slp uses, as sleap-io's Labels / LabeledFrame / Instance have them
-    ns = types.SimpleNamespace
-    skeleton = ns(nodes=[ns(name="nose"), ns(name="tail")])
+def _write_slp(path):
+    """A real .slp (sleap-io) labelling two videos: a user instance with an invisible tail on
+    frame 3 of top.mp4, an untracked predicted instance on frame 4 of side.mp4."""
+    sio = pytest.importorskip("sleap_io")
+    sk = sio.Skeleton(["nose", "tail"])
+    top = sio.Video(filename="C:\\lab\\top.mp4", open_backend=False)
+    side = sio.Video(filename="b/side.mp4", open_backend=False)
+    track = sio.Track("a")
+    user = sio.Instance.from_numpy(np.array([[1, 2], [np.nan, np.nan]]), skeleton=sk,
+                                   track=track)
+    pred = sio.PredictedInstance.from_numpy(np.array([[5, 6], [7, 8]]), skeleton=sk,
+                                            point_scores=np.ones(2), score=1.0)
+    sio.Labels(labeled_frames=[sio.LabeledFrame(video=top, frame_idx=3, instances=[user]),
+                               sio.LabeledFrame(video=side, frame_idx=4, instances=[pred])],
+               videos=[top, side], skeletons=[sk], tracks=[track]).save(str(path))
+    return path
 
-    def inst(track, pts):
-        return ns(skeleton=skeleton, track=ns(name=track), numpy=lambda: np.array(pts, float))
 
-    frames = [ns(frame_idx=3, user_instances=[inst("a", [[1, 2], [np.nan, np.nan]])],
-                 instances=[]),
-              ns(frame_idx=4, user_instances=[], instances=[inst("b", [[5, 6], [7, 8]])])]
-    fake = types.ModuleType("sleap_io")
-    fake.load_slp = lambda path: ns(videos=["v.mp4"], labeled_frames=frames)
-    monkeypatch.setitem(sys.modules, "sleap_io", fake)
-    (tmp_path / "k.slp").write_bytes(b"")
-    kp = read_keypoints(tmp_path / "k.slp")
-    assert kp.frame_idx.tolist() == [3, 4, 4]  # the invisible (NaN) tail of frame 3 is dropped
-    assert kp.individual.tolist() == ["a", "b", "b"]
-    assert kp.bodypart.tolist() == ["nose", "nose", "tail"]
+def test_slp_reads_the_named_video_of_a_multi_view_file(tmp_path):
+    path = _write_slp(tmp_path / "k.slp")
+    with pytest.raises(RodentsegError, match="labels 2 videos .*top.mp4, side.mp4"):
+        read_keypoints(path)
+    kp = read_keypoints(path, video="top.mp4")  # a Windows path inside the file
+    assert kp.frame_idx.tolist() == [3]  # the invisible (NaN) tail is dropped
+    assert kp.individual.tolist() == ["a"] and kp.bodypart.tolist() == ["nose"]
+    kp = read_keypoints(path, video="side")
+    assert kp.xy.tolist() == [[5.0, 6.0], [7.0, 8.0]] and kp.individual.tolist() == ["", ""]
+    with pytest.raises(RodentsegError, match="no video named 'front.mp4'"):
+        read_keypoints(path, video="front.mp4")
+
+
+def test_scale_keeps_pixel_centres(tmp_path):
+    path = write(tmp_path / "k.csv", "frame,bodypart,x,y\n0,nose,9.5,-0.5\n")
+    assert read_keypoints(path, scale=0.5).xy.tolist() == [[4.5, -0.5]]
+    with pytest.raises(RodentsegError, match="positive number, got 0"):
+        read_keypoints(path, scale=0)
 
 
 @pytest.mark.parametrize("name,text,match", [
