@@ -1,7 +1,6 @@
 """Keypoint readers (DeepLabCut CSV/H5, SLEAP, simple CSV) and keypoint containment."""
 
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
