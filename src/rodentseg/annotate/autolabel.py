@@ -1,0 +1,436 @@
+"""Masks from what a lab already has: keypoints, a still camera, and the current model.
+
+:func:`label_frame` makes one frame's instance label from three cues:
+
+1. **Contrast** of each pixel against the **background**: the video's own background where the
+   animals move (per-pixel temporal median of sampled frames, with the pixels near each frame's
+   keypoints left out of the median, so an animal that rests in one place does not become
+   background), else a local background (a median filter of the frame several body widths wide)
+   when there are too few frames to model it.
+2. **Keypoints**: which animal is where, its polarity (dark on light or light on dark, sampled
+   at its body keypoints, so white and black mice on any floor are handled alike) and its
+   contrast level, its extent (the spread of its keypoints: the body length), and a region
+   around its keypoints that bounds its mask. Without keypoints, ``boxes`` or the model's
+   probabilities give the animals.
+3. **The animal's own contrast level** sets the threshold (a fraction ``frac`` of it), so a
+   shadow or halo, which darkens the floor less than fur does, is left out, as in the silver
+   masks of ``openfield-m4s1``; a morphological opening of a few pixels (scaled with the body)
+   removes thin lines, tethers and the tail, and the tail is then grown back from the body
+   through the unopened contrast mask, within one body length.
+
+Pixels claimed by two animals go to the one with the nearest keypoint. Each animal-frame gets a
+doubt in [0, 1] from the cues that disagree (:data:`DOUBT_CUES`): body keypoints outside its
+mask, an area far from the animal's median area, a weak contrast, contact with another animal,
+the frame border, several pieces. Frames whose doubt exceeds ``max_doubt`` are left out of the
+training layout and listed with their reason.
+
+The threshold-and-shape recipe follows the one that made the checked silver masks of
+``../shared/data/openfield-m4s1`` (its README); the masked median background is the classic
+background subtraction of video trackers (idTracker, Tracktor, ezTrack), made robust to resting
+animals with the keypoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from rodentseg.errors import RodentsegError
+
+#: Body-part names that are not on the body's outline (left out of polarity sampling and of
+#: the doubt check): tail points past its base, paws, ear tips, whiskers.
+_OFF_BODY = ("tail", "paw", "hand", "foot", "tip", "whisker", "finger", "toe")
+_TAIL_BASE = ("tailbase", "tail_base", "tail base", "tailroot", "tail_root", "tail root",
+              "tail", "tti", "tail_0")
+
+#: The doubt cues of one animal-frame, each in [0, 1].
+DOUBT_CUES = ("keypoints", "area", "contrast", "contact", "border", "pieces", "missing")
+
+
+def is_tail_base(name: str) -> bool:
+    """True for the names keypoint files give the tail's base (``tailbase``, ``tail_base``,
+    ``TTI``, ``tail`` alone, ...)."""
+    return name.strip().lower().replace("-", "_") in _TAIL_BASE
+
+
+def is_body_part(name: str) -> bool:
+    """True for keypoints on the trunk or head outline (snout, ears, neck, hips, tail base);
+    False for tail points past the base, paws, ear tips and whiskers."""
+    n = name.strip().lower().replace("-", "_")
+    if n in _TAIL_BASE:
+        return True
+    return not any(w in n for w in _OFF_BODY)
+
+
+@dataclass
+class AnimalPrior:
+    """Where one animal is on one frame.
+
+    Attributes:
+        name: the individual's name in the keypoint file (``""`` for single-animal files).
+        xy: (P, 2) float (x, y) pixels of its keypoints inside the frame (all parts).
+        body: (P,) bool, which of them are body points (:func:`is_body_part`).
+        length_px: body length in pixels (spread of its keypoints over the video, median).
+        tail_base: (2,) float (x, y) of the tail's base, or None when no keypoint names it
+            (then the tail may start anywhere on the body).
+    """
+
+    name: str
+    xy: np.ndarray
+    body: np.ndarray
+    length_px: float
+    tail_base: np.ndarray | None = None
+
+    @property
+    def body_xy(self) -> np.ndarray:
+        """(Q, 2) the body points, or all points when none is a body point."""
+        return self.xy[self.body] if self.body.any() else self.xy
+
+
+@dataclass
+class LabelParams:
+    """Settings of :func:`label_frame` (defaults measured on openfield-m4s1).
+
+    Attributes:
+        frac: threshold as a fraction of the animal's contrast level. Lower takes in more of a
+            pale fringe (ears, fur edge) but also shadows; higher loses thin dark parts.
+        min_contrast: smallest threshold, grey levels (0-255).
+        open_frac: opening radius as a fraction of the body length (at least 1 px): removes
+            lines and the tail before the body is chosen.
+        region_frac: the body is searched within this many body lengths of a keypoint.
+        tail_frac: the longest tail, in body lengths.
+        tail_contrast: the tail is traced (:func:`trace_tail`) while its contrast stays above
+            this fraction of the fur's.
+        tail_width_frac: the widest tail, from its centre line, in body lengths.
+        max_doubt: frames with an animal above this doubt are left out.
+    """
+
+    frac: float = 0.4
+    min_contrast: float = 12.0
+    open_frac: float = 0.045
+    region_frac: float = 0.6
+    tail_frac: float = 1.1
+    tail_contrast: float = 0.08
+    tail_width_frac: float = 0.025
+    max_doubt: float = 0.5
+
+
+@dataclass
+class AnimalResult:
+    """One animal's mask on one frame and how sure the labelling is.
+
+    Attributes:
+        obj_id: instance id in the label image (1-based, the individual's order in the file).
+        mask: (H, W) bool.
+        doubt: in [0, 1], the largest cue.
+        cues: each of :data:`DOUBT_CUES` -> [0, 1].
+    """
+
+    obj_id: int
+    mask: np.ndarray
+    doubt: float
+    cues: dict = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        """The cue that sets the doubt (``""`` when none is above 0)."""
+        best = max(self.cues.items(), key=lambda kv: kv[1], default=("", 0.0))
+        return best[0] if best[1] > 0 else ""
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luma (ITU-R BT.601) of an (H, W, 3) uint8 RGB frame, 0-255."""
+    return rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def disk(radius: float) -> np.ndarray:
+    """A (2r+1, 2r+1) bool disk footprint of integer radius ``round(radius)`` (at least 1)."""
+    r = max(1, int(round(radius)))
+    y, x = np.ogrid[-r:r + 1, -r:r + 1]
+    return x * x + y * y <= r * r
+
+
+def near_points(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
+    """(H, W) bool: pixels within ``radius`` pixels of any of the (P, 2) (x, y) points."""
+    seeds = np.zeros(shape, bool)
+    pts = np.floor(np.asarray(xy) + 0.5).astype(np.int64)
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < shape[1]) & (pts[:, 1] >= 0) & (pts[:, 1] < shape[0])
+    seeds[pts[ok, 1], pts[ok, 0]] = True
+    if not seeds.any():
+        return seeds
+    return ndimage.distance_transform_edt(~seeds) <= radius
+
+
+def local_background(y: np.ndarray, length_px: float) -> np.ndarray:
+    """A background for one frame alone: a median filter about one body length wide (most
+    pixels in such a window are floor even on the animal), at a quarter of the resolution.
+
+    Args:
+        y: (H, W) float32 luma. length_px: body length in pixels.
+
+    Returns:
+        (H, W) float32.
+    """
+    f = 4
+    small = y[::f, ::f]
+    size = max(3, int(round(1.2 * length_px / f)) | 1)
+    med = ndimage.median_filter(small, size=size, mode="nearest")
+    big = np.repeat(np.repeat(med, f, 0), f, 1)
+    return big[:y.shape[0], :y.shape[1]]
+
+
+def _contrast_level(c: np.ndarray, animal: AnimalPrior) -> tuple[float, float]:
+    """Polarity (+1 lighter than background, -1 darker) and contrast level of an animal.
+
+    The polarity is the sign of the median contrast at its body points; the level is the 90th
+    percentile of the signed contrast near them (within 0.15 body lengths), i.e. the fur's own
+    contrast, not that of the pale snout, ears or fur edge where keypoints are clicked.
+    """
+    h, w = c.shape
+    at = near_points((h, w), animal.body_xy, 2.0)
+    if not at.any():
+        return 1.0, 0.0
+    sign = 1.0 if float(np.median(c[at])) >= 0 else -1.0
+    near = near_points((h, w), animal.body_xy, max(3.0, 0.15 * animal.length_px))
+    return sign, float(np.percentile(sign * c[near], 90))
+
+
+def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
+                 ) -> tuple[np.ndarray, float, float]:
+    """The mask of one animal from the contrast map ``c`` (frame minus background, luma).
+
+    Returns:
+        mask (H, W) bool, contrast level, threshold.
+    """
+    shape = c.shape
+    sign, level = _contrast_level(c, animal)
+    thr = max(p.min_contrast, p.frac * level)
+    sc = sign * ndimage.gaussian_filter(c, 1.0)
+    fg = (sc > thr) & near_points(shape, animal.xy, p.region_frac * animal.length_px)
+    body = ndimage.binary_opening(fg, disk(p.open_frac * animal.length_px))
+    lab, n = ndimage.label(body)
+    if n == 0:
+        return body, level, thr
+    touch = near_points(shape, animal.body_xy, max(3.0, p.open_frac * animal.length_px + 2))
+    keep = np.unique(lab[touch & (lab > 0)])
+    body = np.isin(lab, keep)
+    # the fur's edge that the opening shaved off (ears, paws, the tail's base), but not the
+    # thin things that touch the body (floor lines, the tail's shadow copies): those are
+    # farther than the opening's radius from what it kept
+    r_open = max(1.0, p.open_frac * animal.length_px)
+    whole = body | (fg & ndimage.binary_dilation(body, disk(r_open + 1)))
+    whole = ndimage.binary_fill_holes(whole)
+    if animal.tail_base is not None:
+        other = ndimage.binary_dilation((lab > 0) & ~body, disk(2))
+        whole |= trace_tail(sc, whole, animal, level, p) & ~other
+    return ndimage.binary_fill_holes(whole), level, thr
+
+
+def trace_tail(sc: np.ndarray, body: np.ndarray, animal: AnimalPrior, level: float,
+               p: LabelParams) -> np.ndarray:
+    """The tail as a walk along its darkest (most contrasted) line, from the tail base outwards.
+
+    The tail is fainter than the fur and about as faint as the shadow halo, and the lights
+    often draw one or two fainter copies of it beside it, so it is traced rather than
+    thresholded (as the silver masks of ``openfield-m4s1`` were): from the tail-base keypoint,
+    pointing away from the body's centre, each step of 2 px goes to the most contrasted point
+    within 40 degrees of the current heading (sampled in a smoothed contrast map, so the walk
+    keeps to the real tail, not its fainter shadow copies); the walk stops where the contrast
+    falls below ``tail_contrast`` of the fur's or after ``tail_frac`` body lengths. Each point
+    of the path is widened to the half-maximum width of the contrast across the path, at most
+    ``tail_width_frac`` body lengths from the centre line.
+
+    Args:
+        sc: (H, W) float signed contrast (positive = like the animal), grey levels.
+        body: (H, W) bool, the body found so far (the walk starts where it leaves it).
+
+    Returns:
+        (H, W) bool, the tail (empty when none is found).
+    """
+    h, w = sc.shape
+    tail = np.zeros((h, w), bool)
+    ys, xs = np.nonzero(body)
+    if not len(xs):
+        return tail
+    centre = np.array([xs.mean(), ys.mean()])
+    pos = np.asarray(animal.tail_base, float).copy()
+    heading = pos - centre
+    norm = np.hypot(*heading)
+    if norm < 1e-6:
+        return tail
+    heading /= norm
+    stop = max(p.min_contrast, p.tail_contrast * level)
+    half_width = max(1.0, p.tail_width_frac * animal.length_px)
+    smooth = ndimage.gaussian_filter(sc, 1.0)
+    # start where the line from the body's centre through the tail base leaves the body
+    for _ in range(int(0.25 * animal.length_px)):
+        r, c = int(round(pos[1])), int(round(pos[0]))
+        if not (0 <= r < h and 0 <= c < w) or not body[r, c]:
+            break
+        pos = pos + heading
+    angles = np.deg2rad(np.linspace(-40, 40, 9))
+    best, best_score = [], 0.0
+    for turn in np.deg2rad([-30, -15, 0, 15, 30]):  # several starts; the most evidence wins
+        hd = _rotate(heading, turn)
+        path = _walk(smooth, body, pos + 2.0 * hd, hd, angles, stop, half_width,
+                     int(p.tail_frac * animal.length_px / 2.0))
+        score = sum(v for _, _, v in path)
+        if score > best_score:
+            best, best_score = path, score
+    if not best:
+        return tail
+    path = [(pos, best[0][1], best[0][2])] + best  # from where it leaves the body
+    offsets = np.arange(-half_width, half_width + 0.5, 0.5)
+    for pt, hd, peak in path:
+        normal = np.array([-hd[1], hd[0]])
+        prof = pt[None] + offsets[:, None] * normal[None]
+        v = ndimage.map_coordinates(smooth, [prof[:, 1], prof[:, 0]], order=1, cval=0)
+        keep = prof[v >= 0.5 * peak]
+        cols = np.floor(keep[:, 0] + 0.5).astype(int)
+        rows = np.floor(keep[:, 1] + 0.5).astype(int)
+        ok = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
+        tail[rows[ok], cols[ok]] = True
+    tail |= ndimage.binary_closing(tail, np.ones((3, 3), bool))
+    return tail & ~body
+
+
+def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def _walk(smooth: np.ndarray, body: np.ndarray, pos: np.ndarray, heading: np.ndarray,
+          angles: np.ndarray, stop: float, half_width: float, steps: int, step: float = 2.0
+          ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Greedy walk of :func:`trace_tail`: (point, heading, contrast) per step."""
+    path = []
+    for _ in range(steps):
+        cands = np.stack([pos + step * _rotate(heading, a) for a in angles])
+        vals = ndimage.map_coordinates(smooth, [cands[:, 1], cands[:, 0]], order=1, cval=-1e9)
+        inside = ndimage.map_coordinates(body, [cands[:, 1], cands[:, 0]], order=0, cval=0)
+        vals[inside > 0] = -1e9  # the walk never goes back into the body
+        k = int(np.argmax(vals))
+        new = cands[k]
+        d = (new - pos) / step
+        sides = new[None] + np.array([[-d[1], d[0]], [d[1], -d[0]]]) * (half_width + 3)
+        side = ndimage.map_coordinates(smooth, [sides[:, 1], sides[:, 0]], order=1, cval=0)
+        if vals[k] < stop or (len(path) > 5 and vals[k] - side.min() < 0.5 * stop):
+            break  # faded, or no longer a line
+        heading, pos = d, new
+        path.append((pos.copy(), heading.copy(), float(vals[k])))
+    return path
+
+
+def _doubt(mask: np.ndarray, animal: AnimalPrior, level: float, thr: float, p: LabelParams,
+           others: np.ndarray, median_area: float | None) -> dict:
+    h, w = mask.shape
+    cues = dict.fromkeys(DOUBT_CUES, 0.0)
+    area = int(mask.sum())
+    if area == 0:
+        cues["missing"] = 1.0
+        return cues
+    pts = np.floor(animal.body_xy + 0.5).astype(np.int64)
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    if ok.any():  # clicked points sit on the outline (a pale snout tip): a few px of slack
+        near = ndimage.binary_dilation(mask, disk(max(2.0, 0.03 * animal.length_px)))
+        outside = 1.0 - near[pts[ok, 1], pts[ok, 0]].mean()
+        cues["keypoints"] = min(1.0, outside / 0.6)  # 30% of the points outside -> 0.5
+    if median_area:
+        cues["area"] = min(1.0, abs(math.log(area / median_area)) / (2 * math.log(1.6)))
+    cues["contrast"] = float(np.clip((2.5 * p.min_contrast - level) / (1.5 * p.min_contrast),
+                                     0, 1))
+    if others.any():
+        touching = ndimage.binary_dilation(mask, disk(2)) & others
+        cues["contact"] = min(1.0, touching.sum() / max(1.0, 0.1 * math.sqrt(area) * 4))
+    edge = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+    cues["border"] = 0.3 if edge else 0.0
+    lab, n = ndimage.label(mask, np.ones((3, 3), bool))
+    if n > 1:  # pieces apart from the largest: a cut-off tail tip counts little, half a body much
+        sizes = ndimage.sum_labels(mask, lab, np.arange(1, n + 1))
+        cues["pieces"] = min(1.0, 4.0 * (area - sizes.max()) / area)
+    return cues
+
+
+def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[AnimalPrior],
+                params: LabelParams | None = None,
+                median_areas: dict[int, float] | None = None) -> list[AnimalResult]:
+    """Masks of the animals on one frame, from keypoints and contrast against a background.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB.
+        background: (H, W) float32 luma (0-255) of the empty scene, or None to use a local
+            background of this frame (:func:`local_background`).
+        animals: one prior per animal; ``obj_id`` = position in the list + 1.
+        median_areas: obj_id -> median mask area (pixels) over the video, for the area cue.
+
+    Returns:
+        One :class:`AnimalResult` per animal, masks disjoint (shared pixels go to the animal
+        with the nearest keypoint).
+
+    Raises:
+        RodentsegError: frame and background differ in size.
+    """
+    p = params or LabelParams()
+    y = luma(frame)
+    if background is not None and background.shape != y.shape:
+        raise RodentsegError(f"background is {background.shape} but the frame is {y.shape} "
+                             "(H, W); expected the same size")
+    results: list[tuple[np.ndarray, float, float]] = []
+    for a in animals:
+        bg = background if background is not None else local_background(y, a.length_px)
+        results.append(_animal_mask(y - bg, a, p))
+    masks = np.stack([r[0] for r in results]) if results else np.zeros((0, *y.shape), bool)
+    if len(animals) > 1:
+        shared = masks.sum(0) > 1
+        if shared.any():
+            ys, xs = np.nonzero(shared)
+            dist = np.stack([np.min(np.hypot(xs[:, None] - a.xy[None, :, 0],
+                                             ys[:, None] - a.xy[None, :, 1]), 1)
+                             for a in animals])
+            owner = dist.argmin(0)
+            masks[:, ys, xs] = False
+            masks[owner, ys, xs] = True
+    out = []
+    for k, (a, (_, level, thr)) in enumerate(zip(animals, results)):
+        others = masks[np.arange(len(animals)) != k].any(0) if len(animals) > 1 else masks[:0]
+        others = others if len(animals) > 1 else np.zeros(y.shape, bool)
+        area = (median_areas or {}).get(k + 1)
+        cues = _doubt(masks[k], a, level, thr, p, others, area)
+        out.append(AnimalResult(k + 1, masks[k], max(cues.values()), cues))
+    return out
+
+
+def masked_median_background(frames: list[np.ndarray], exclude: list[np.ndarray | None]
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel temporal median of luma, leaving out each frame's excluded pixels.
+
+    Args:
+        frames: T (H, W, 3) uint8 RGB frames sampled over the video.
+        exclude: per frame, an (H, W) bool of pixels to leave out (near its animals), or None.
+
+    Returns:
+        background (H, W) float32 luma; coverage (H, W) float32, the fraction of frames that
+        saw each pixel free (where it is 0 the plain median is used).
+    """
+    if not frames:
+        raise RodentsegError("a background needs at least one frame")
+    stack = np.stack([luma(f) for f in frames])
+    plain = np.median(stack, 0)
+    if all(e is None for e in exclude):
+        return plain.astype(np.float32), np.ones(plain.shape, np.float32)
+    for t, e in enumerate(exclude):
+        if e is not None:
+            stack[t][e] = np.nan
+    free = np.isfinite(stack)
+    coverage = free.mean(0)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bg = np.nanmedian(stack, 0)
+    bg = np.where(coverage > 0, bg, plain)
+    return bg.astype(np.float32), coverage.astype(np.float32)

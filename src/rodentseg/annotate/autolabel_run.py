@@ -1,0 +1,453 @@
+"""``rodentseg autolabel``: a training dataset from a video and what the lab already has.
+
+Examples::
+
+    rodentseg autolabel labeled-data/m4s1 --keypoints CollectedData_Pranav.csv --out ds/m4s1
+    rodentseg autolabel two_mice.mp4 --keypoints two_miceDLC.csv --keypoint-scale 0.5 --out ds/
+    rodentseg autolabel session.mp4 --keypoints session.slp --slp-video top.mp4 --out ds/
+    rodentseg autolabel arena.mp4 --animals 2 --out ds/      # no keypoints: background only
+
+Writes ``OUT/`` in the layout ``rodentseg train`` reads:
+
+- ``frames/NAME`` and ``masks/NAME.png``: the frames it labelled with confidence and their label
+  PNGs (pixel = instance id: the keypoint file's individuals in order of appearance, 1, 2, ...;
+  0 = background). A video's frames are named ``NNNNNNNNN.png`` (frame index, as
+  ``rodentseg frames`` writes them); an image folder keeps its file names.
+- ``left_out/frames``, ``left_out/masks``: the frames it could not label with confidence (a
+  person may fix the mask and move both files up), listed in ``left_out.csv`` with the reason.
+- ``review.csv``: every labelled frame, most doubtful first (doubt and its cue per animal).
+- ``sheets/sheet_NNN.png``: contact sheets, most doubtful first: per animal a zoomed crop of the
+  frame with the mask's outline and the keypoints, captioned with frame, id and doubt.
+- ``run.json``: inputs, options, counts, the individual -> id table.
+
+The cues and the rule are in :mod:`rodentseg.annotate.autolabel`. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+from tqdm import tqdm
+
+from rodentseg import __version__
+from rodentseg.annotate.autolabel import (
+    AnimalPrior,
+    AnimalResult,
+    LabelParams,
+    is_body_part,
+    is_tail_base,
+    label_frame,
+    luma,
+    masked_median_background,
+    near_points,
+)
+from rodentseg.errors import RodentsegError
+from rodentseg.io.keypoints import Keypoints, read_keypoints
+from rodentseg.io.masks import frame_index_of
+from rodentseg.train.frames_cli import INDEX_DIGITS, VideoFrames
+
+#: Frames sampled over the video for its background.
+BACKGROUND_FRAMES = 60
+REVIEW_COLUMNS = ["rank", "frame", "frame_idx", "obj_id", "individual", "doubt", "reason",
+                  "area_px", "kept"]
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60)]
+
+
+@dataclass
+class AutolabelSummary:
+    """What :func:`autolabel` did.
+
+    Attributes:
+        out: the dataset folder. labelled: frames given masks. kept: frames in ``frames/``.
+        left_out: frames in ``left_out/``. individuals: name -> instance id.
+        background: ``"video"`` (temporal median) or ``"local"`` (per frame).
+    """
+
+    out: Path
+    labelled: int
+    kept: int
+    left_out: int
+    individuals: dict
+    background: str
+    seconds: float
+
+
+def _frame_positions(frames: VideoFrames) -> dict[int, int] | None:
+    """For an image folder: frame number in the file name -> position in the folder."""
+    if frames._files is None:
+        return None
+    out = {}
+    for pos, p in enumerate(frames._files):
+        try:
+            out.setdefault(frame_index_of(p), pos)
+        except RodentsegError:
+            pass
+    return out
+
+
+def _frame_name(frames: VideoFrames, idx: int) -> tuple[str, Path | None]:
+    """The frame's file name in ``frames/`` and, for an image folder, the file to copy."""
+    if frames._files is not None:
+        src = frames._files[idx]
+        return src.name, src
+    return f"{idx:0{INDEX_DIGITS}d}.png", None
+
+
+def _individuals(kp: Keypoints) -> list[str]:
+    """Individuals in order of first appearance (the instance ids 1, 2, ...)."""
+    seen: dict[str, None] = {}
+    for v in kp.individual[np.argsort(kp.frame_idx, kind="stable")]:
+        seen.setdefault(str(v), None)
+    return list(seen)
+
+
+def _priors_from_keypoints(kp: Keypoints, positions: dict[int, int] | None, n_frames: int,
+                           shape: tuple[int, int]) -> tuple[dict[int, list], list[str]]:
+    """frame position -> one :class:`AnimalPrior` per individual (None where it has no
+    point on that frame), and the individuals' names."""
+    names = _individuals(kp)
+    body = np.array([is_body_part(b) for b in kp.bodypart])
+    tail = np.array([is_tail_base(b) for b in kp.bodypart])
+    h, w = shape
+    inside = (kp.xy[:, 0] > -0.5) & (kp.xy[:, 0] < w - 0.5) & (kp.xy[:, 1] > -0.5) & (
+        kp.xy[:, 1] < h - 0.5)
+    groups: dict[tuple[int, str], np.ndarray] = {}
+    for i in np.nonzero(inside)[0]:
+        f = int(kp.frame_idx[i])
+        f = positions.get(f) if positions is not None else f
+        if f is None or not 0 <= f < n_frames:
+            continue
+        groups.setdefault((f, str(kp.individual[i])), []).append(i)
+    spreads: dict[str, list[float]] = {n: [] for n in names}
+    for (f, name), idx in groups.items():
+        xy = kp.xy[idx]
+        if len(xy) >= 2:
+            spreads[name].append(float(np.max(np.hypot(*(xy[:, None] - xy[None]).transpose(
+                2, 0, 1)))))
+    lengths = {n: float(np.median(v)) if v else math.nan for n, v in spreads.items()}
+    out: dict[int, list] = {}
+    for (f, name), idx in sorted(groups.items()):
+        idx = np.asarray(idx)
+        if not math.isfinite(lengths[name]) or len(idx) < 2:
+            continue
+        row = out.setdefault(f, [None] * len(names))
+        tb = idx[tail[idx]]
+        row[names.index(name)] = AnimalPrior(name, kp.xy[idx], body[idx], lengths[name],
+                                             kp.xy[tb[0]] if len(tb) else None)
+    return out, names
+
+
+def _sample(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all when n <= k)."""
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
+
+
+def _background(frames: VideoFrames, priors: dict[int, list], progress: bool
+                ) -> np.ndarray | None:
+    """The video's background (masked temporal median), or None for too few frames."""
+    n = len(frames)
+    if n < 5:
+        return None
+    picks = _sample(n, BACKGROUND_FRAMES)
+    imgs, exclude = [], []
+    for f in tqdm(picks, desc="background", unit="frame", disable=not progress, leave=False):
+        img = frames[f]
+        imgs.append(img)
+        ps = [p for p in priors.get(f, []) if p is not None]
+        exclude.append(None if not ps else np.any(
+            [near_points(img.shape[:2], p.xy, 0.8 * p.length_px) for p in ps], axis=0))
+    bg, coverage = masked_median_background(imgs, exclude)
+    return bg
+
+
+def _blob_priors(frame: np.ndarray, background: np.ndarray, animals: int,
+                 params: LabelParams) -> list[AnimalPrior]:
+    """Without keypoints: the ``animals`` largest blobs that differ from the background (Otsu's
+    threshold on the absolute contrast), each described by five points along its long axis."""
+    c = np.abs(ndimage.gaussian_filter(luma(frame) - background, 1.0))
+    hist, edges = np.histogram(c, bins=256, range=(0, max(1.0, float(c.max()))))
+    centres = (edges[:-1] + edges[1:]) / 2
+    wsum = np.cumsum(hist)
+    msum = np.cumsum(hist * centres)
+    total, mtotal = wsum[-1], msum[-1]
+    with np.errstate(all="ignore"):
+        between = (mtotal * wsum / total - msum) ** 2 / (wsum * (total - wsum))
+    thr = max(2 * params.min_contrast, float(centres[int(np.nanargmax(between))]))
+    fg = ndimage.binary_opening(c > thr, np.ones((5, 5), bool))
+    lab, n = ndimage.label(fg)
+    if n == 0:
+        return []
+    sizes = ndimage.sum_labels(fg, lab, np.arange(1, n + 1))
+    priors = []
+    for k in np.argsort(sizes)[::-1][:animals]:
+        if sizes[k] < 0.2 * sizes.max():
+            break
+        ys, xs = np.nonzero(lab == k + 1)
+        pts = np.stack([xs, ys], 1).astype(float)
+        mean = pts.mean(0)
+        u = np.linalg.svd(pts - mean, full_matrices=False)[2][0]
+        t = (pts - mean) @ u
+        lo, hi = np.percentile(t, [10, 90])
+        xy = mean[None] + np.linspace(lo, hi, 5)[:, None] * u[None]
+        length = float(max(8.0, np.percentile(t, 99) - np.percentile(t, 1)))
+        priors.append(AnimalPrior(f"blob{len(priors) + 1}", xy, np.ones(5, bool), length))
+    return priors
+
+
+def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, caption: str,
+               size: int = 200) -> Image.Image:
+    """A zoomed crop around one animal: frame, mask outline (colour of its id), keypoints."""
+    h, w = r.mask.shape
+    ys, xs = np.nonzero(r.mask)
+    if len(xs):
+        cx, cy, ext = xs.mean(), ys.mean(), max(np.ptp(xs), np.ptp(ys))
+    elif prior is not None:
+        cx, cy, ext = prior.xy[:, 0].mean(), prior.xy[:, 1].mean(), prior.length_px
+    else:
+        cx, cy, ext = w / 2, h / 2, min(h, w)
+    half = int(max(24, 0.6 * ext + 8))
+    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+    x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+    img = frame[y0:y1, x0:x1].copy()
+    m = r.mask[y0:y1, x0:x1]
+    edge = m & ~ndimage.binary_erosion(m)
+    colour = PALETTE[(r.obj_id - 1) % len(PALETTE)]
+    img[edge] = colour
+    scale = size / max(img.shape[:2])
+    tile = Image.fromarray(img).resize((max(1, round(img.shape[1] * scale)),
+                                        max(1, round(img.shape[0] * scale))), Image.NEAREST)
+    draw = ImageDraw.Draw(tile)
+    if prior is not None:
+        for (x, y), b in zip(prior.xy, prior.body):
+            px, py = (x + 0.5 - x0) * scale, (y + 0.5 - y0) * scale
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], outline=(255, 255, 0) if b else
+                         (0, 255, 255), width=1)
+    out = Image.new("RGB", (size, size + 14), (255, 255, 255))
+    out.paste(tile, (0, 14))
+    ImageDraw.Draw(out).text((2, 1), caption, fill=(0, 0, 0))
+    return out
+
+
+def _write_sheets(folder: Path, tiles: list[tuple[float, Image.Image]], per_sheet: int = 24,
+                  cols: int = 6) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = sorted(tiles, key=lambda t: -t[0])
+    for s in range(0, len(tiles), per_sheet):
+        chunk = [t for _, t in tiles[s:s + per_sheet]]
+        tw, th = chunk[0].width, chunk[0].height
+        rows = math.ceil(len(chunk) / cols)
+        sheet = Image.new("RGB", (cols * (tw + 4), rows * (th + 4)), (255, 255, 255))
+        for k, t in enumerate(chunk):
+            sheet.paste(t, ((k % cols) * (tw + 4), (k // cols) * (th + 4)))
+        sheet.save(folder / f"sheet_{s // per_sheet + 1:03d}.png")
+
+
+def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None = None, *,
+              animals: int | None = None, slp_video: str | None = None,
+              keypoint_scale: float = 1.0, min_likelihood: float | None = 0.5,
+              max_frames: int = 300, params: LabelParams | None = None,
+              overwrite: bool = False, progress: bool = True) -> AutolabelSummary:
+    """Label frames of ``video`` from keypoints and the video's background (module docstring).
+
+    Args:
+        video: a video file or a folder of images.
+        out: the dataset folder to write (refused when it exists, unless ``overwrite``).
+        keypoints: DeepLabCut CSV/H5, SLEAP ``.slp`` or ``frame,bodypart,x,y[,individual]``
+            CSV; frames are those with keypoints. Without it, ``animals`` blobs that differ
+            from the video's background are labelled on ``max_frames`` frames spread evenly.
+        animals: the number of animals, needed without keypoints.
+        slp_video: the video to read from a ``.slp`` that labels several.
+        keypoint_scale: multiply keypoint coordinates by it (labels made at another size).
+        min_likelihood: drop model-predicted keypoints below this likelihood.
+        max_frames: most frames labelled, spread evenly over those available.
+
+    Returns:
+        An :class:`AutolabelSummary`.
+
+    Raises:
+        RodentsegError: unreadable inputs, no keypoint on any frame of the video, neither
+            keypoints nor ``animals``, or ``out`` exists.
+    """
+    t0 = time.time()
+    video, out = Path(video), Path(out)
+    params = params or LabelParams()
+    if keypoints is None and not animals:
+        raise RodentsegError("autolabel needs --keypoints FILE or --animals N (the number of "
+                             "animals to find against the background); got neither")
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise RodentsegError(f"{out} exists and is not empty; choose a new --out or pass "
+                             "--overwrite")
+    frames = VideoFrames(video)
+    shape = (frames.height, frames.width)
+    if keypoints is not None:
+        kp = read_keypoints(keypoints, min_likelihood, video=slp_video, scale=keypoint_scale)
+        priors, names = _priors_from_keypoints(kp, _frame_positions(frames), len(frames), shape)
+        if not priors:
+            raise RodentsegError(f"no keypoint of {keypoints} falls on a frame of {video} "
+                                 f"({len(frames)} frames, {frames.width}x{frames.height}); "
+                                 "check the file, --slp-video or --keypoint-scale")
+        todo = sorted(priors)
+        todo = [todo[i] for i in _sample(len(todo), max_frames)]
+    else:
+        priors, names = {}, [f"animal{k + 1}" for k in range(animals)]
+        todo = _sample(len(frames), max_frames)
+    bg = _background(frames, priors, progress)
+    if bg is None and keypoints is None:
+        raise RodentsegError(f"{video} has {len(frames)} frames: too few for a background; "
+                             "give --keypoints")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        summary = _label_all(frames, todo, priors, names, bg, animals, params, partial,
+                             progress)
+        run = {"rodentseg": __version__, "command": "autolabel", "video": str(video.resolve()),
+               "keypoints": str(Path(keypoints).resolve()) if keypoints else None,
+               "slp_video": slp_video, "keypoint_scale": keypoint_scale,
+               "min_likelihood": min_likelihood, "max_frames": max_frames,
+               "params": asdict(params), "individuals": {n: k + 1 for k, n in enumerate(names)},
+               "background": "video" if bg is not None else "local", **summary,
+               "seconds": round(time.time() - t0, 1)}
+        (partial / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return AutolabelSummary(out, summary["labelled"], summary["kept"], summary["left_out"],
+                            run["individuals"], run["background"], run["seconds"])
+
+
+def _label_all(frames: VideoFrames, todo: list[int], priors: dict[int, list], names: list[str],
+               bg: np.ndarray | None, animals: int | None, params: LabelParams,
+               partial: Path, progress: bool) -> dict:
+    """Label every frame of ``todo`` into ``partial``; the doubt's area cue needs each
+    animal's median area, so files are written first and moved to ``left_out/`` after."""
+    for sub in ("frames", "masks", "left_out/frames", "left_out/masks"):
+        (partial / sub).mkdir(parents=True, exist_ok=True)
+    rows, tiles, areas = [], [], {}
+    bar = tqdm(todo, desc="autolabel", unit="frame", disable=not progress)
+    for f in bar:
+        frame = frames[f]
+        if priors:
+            ps = priors.get(f, [])
+        else:
+            ps = _blob_priors(frame, bg, animals, params)
+        present = [(k, p) for k, p in enumerate(ps) if p is not None]
+        results = label_frame(frame, bg, [p for _, p in present], params)
+        label = np.zeros(frame.shape[:2], np.uint8 if len(names) < 256 else np.uint16)
+        name, src = _frame_name(frames, f)
+        for (k, p), r in zip(present, results):
+            r.obj_id = k + 1
+            label[r.mask] = r.obj_id
+            area = int(r.mask.sum())
+            areas.setdefault(r.obj_id, []).append(area)
+            rows.append({"frame": name, "frame_idx": f, "obj_id": r.obj_id,
+                         "individual": names[k] if k < len(names) else p.name,
+                         "area_px": area, "cues": r.cues})
+            cap = f"{Path(name).stem} id {r.obj_id} doubt {r.doubt:.2f} {r.reason}"
+            tiles.append([name, r.obj_id, _crop_tile(frame, r, p, cap)])
+        if src is not None:
+            shutil.copyfile(src, partial / "frames" / name)
+        else:
+            Image.fromarray(frame).save(partial / "frames" / name, compress_level=1)
+        Image.fromarray(label).save(partial / "masks" / f"{Path(name).stem}.png")
+    medians = {k: float(np.median(v)) for k, v in areas.items() if v}
+    for row in rows:
+        med = medians.get(row["obj_id"])
+        if med and row["area_px"]:
+            row["cues"]["area"] = min(1.0, abs(math.log(row["area_px"] / med))
+                                      / (2 * math.log(1.6)))
+        row["doubt"] = max(row["cues"].values())
+        best = max(row["cues"].items(), key=lambda kv: kv[1])
+        row["reason"] = best[0] if best[1] > 0 else ""
+    by_frame: dict[str, float] = {}
+    for row in rows:
+        by_frame[row["frame"]] = max(by_frame.get(row["frame"], 0.0), row["doubt"])
+    left = {n for n, d in by_frame.items() if d > params.max_doubt}
+    for n in left:
+        os.replace(partial / "frames" / n, partial / "left_out" / "frames" / n)
+        m = f"{Path(n).stem}.png"
+        os.replace(partial / "masks" / m, partial / "left_out" / "masks" / m)
+    rows.sort(key=lambda r: (-r["doubt"], r["frame_idx"], r["obj_id"]))
+    with (partial / "review.csv").open("w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(REVIEW_COLUMNS)
+        for rank, r in enumerate(rows, 1):
+            wr.writerow([rank, r["frame"], r["frame_idx"], r["obj_id"], r["individual"],
+                         round(r["doubt"], 3), r["reason"], r["area_px"],
+                         int(r["frame"] not in left)])
+    with (partial / "left_out.csv").open("w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["frame", "frame_idx", "doubt", "reason"])
+        for r in rows:
+            if r["frame"] in left and r["doubt"] == by_frame[r["frame"]]:
+                wr.writerow([r["frame"], r["frame_idx"], round(r["doubt"], 3), r["reason"]])
+                by_frame[r["frame"]] = math.inf  # one line per frame
+    doubt_of = {(r["frame"], r["obj_id"]): r["doubt"] for r in rows}
+    _write_sheets(partial / "sheets", [(doubt_of[(n, k)], t) for n, k, t in tiles])
+    return {"labelled": len(todo), "kept": len(todo) - len(left), "left_out": len(left)}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``autolabel`` subcommand."""
+    p = subparsers.add_parser(
+        "autolabel", help="masks from keypoints and the video's background (a training set)",
+        description="Label the frames of INPUT (a video or a folder of images) with one mask "
+                    "per animal, from its keypoints (DeepLabCut CSV/H5, SLEAP .slp, or "
+                    "frame,bodypart,x,y[,individual] CSV) and the video's own background, into "
+                    "OUT/frames + OUT/masks (what `rodentseg train` reads), with review.csv, "
+                    "contact sheets and the frames left out for doubt.")
+    p.add_argument("input", type=Path, metavar="INPUT", help="video file or folder of images")
+    p.add_argument("--out", required=True, type=Path, help="dataset folder to write")
+    p.add_argument("--keypoints", type=Path, help="keypoint file (DeepLabCut, SLEAP, CSV)")
+    p.add_argument("--animals", type=int, default=None,
+                   help="number of animals (needed without --keypoints)")
+    p.add_argument("--slp-video", default=None,
+                   help="the video to read from a .slp that labels several (file name)")
+    p.add_argument("--keypoint-scale", type=float, default=1.0,
+                   help="multiply keypoint coordinates (e.g. 0.5: labelled at twice the size)")
+    p.add_argument("--min-likelihood", type=float, default=0.5,
+                   help="drop predicted keypoints below this likelihood (default 0.5)")
+    p.add_argument("--max-frames", type=int, default=300,
+                   help="most frames to label, spread evenly (default 300)")
+    p.add_argument("--max-doubt", type=float, default=LabelParams.max_doubt,
+                   help=f"leave out frames above this doubt (default {LabelParams.max_doubt})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_autolabel)
+    return p
+
+
+def run_autolabel(args: argparse.Namespace) -> int:
+    """Handler of ``rodentseg autolabel``; prints a one-line summary."""
+    if args.animals is not None and args.animals < 1:
+        raise RodentsegError(f"--animals must be a positive integer, got {args.animals}")
+    if args.max_frames < 1:
+        raise RodentsegError(f"--max-frames must be a positive integer, got {args.max_frames}")
+    if not 0 <= args.max_doubt <= 1:
+        raise RodentsegError(f"--max-doubt must be in [0, 1], got {args.max_doubt}")
+    s = autolabel(args.input, args.out, args.keypoints, animals=args.animals,
+                  slp_video=args.slp_video, keypoint_scale=args.keypoint_scale,
+                  min_likelihood=args.min_likelihood, max_frames=args.max_frames,
+                  params=LabelParams(max_doubt=args.max_doubt), overwrite=args.overwrite,
+                  progress=not args.quiet)
+    print(f"{s.out}: {s.kept} of {s.labelled} frames labelled, {s.left_out} left out for doubt "
+          f"(left_out.csv), {len(s.individuals)} animal(s), background: {s.background}, "
+          f"{s.seconds:.0f} s; check {s.out / 'sheets'}", file=sys.stdout)
+    return 0
