@@ -367,9 +367,9 @@ def test_background_only_one_animal(dark, tmp_path):
 @pytest.mark.parametrize("every", [
     1,  # keypoints on every frame: each sampled frame leaves its animal out of the median
     pytest.param(6, marks=pytest.mark.xfail(strict=True, reason=(
-        "known limitation: the background samples frames evenly and leaves the animal out "
-        "only on sampled frames with keypoints; with keypoints on every 6th frame the resting "
-        "mouse becomes background and its frames get empty masks (left out for doubt)"))),
+        "known limitation: with keypoints on every 6th frame the background is the median of "
+        "8 frames; the resting body is left out and found, but frame 42's tail crosses floor "
+        "that the animal covered on most of them (tail recall 0.57 < 0.6)"))),
 ])
 def test_resting_animal_does_not_become_background(tmp_path, every):
     # at rest on 32 of 48 frames: the plain median there is the mouse itself
@@ -476,16 +476,13 @@ def test_trace_tail_follows_the_darker_line(shadow_side):
     sc, body, prior, d_tail, d_shadow = _tail_scene(shadow_side)
     tail = trace_tail(sc, body, prior, 150.0, LabelParams())
     assert tail.sum() > 0 and not (tail & body).any()
-    assert (d_tail[tail] <= 1.5).mean() >= 0.95  # on the real tail
+    assert (d_tail[tail] <= 2.0).mean() >= 0.95  # on the real tail (1 px half-width, rounded)
     assert (d_shadow[tail] <= 1.0).sum() == 0  # not on its copy
     xs = np.nonzero(tail)[1]
     assert xs.max() >= 90  # to the tip (x = 95), and no farther than the line goes
     assert xs.max() <= 97
 
 
-@pytest.mark.xfail(strict=True, reason="trace_tail leaves a ~3 px gap between the body and the "
-                   "tail: the walk starts 2 px past where the tail leaves the body and records "
-                   "its first point 2 px later, and the 3x3 closing does not bridge 4 px")
 def test_traced_tail_is_attached_to_the_body():
     sc, body, prior, _, _ = _tail_scene(1)
     tail = trace_tail(sc, body, prior, 150.0, LabelParams())

@@ -106,6 +106,8 @@ class LabelParams:
             this fraction of the fur's.
         tail_width_frac: the widest tail, from its centre line, in body lengths.
         max_doubt: frames with an animal above this doubt are left out.
+        min_coverage: an animal's video background is trusted where at least this fraction of
+            the background frames saw its place free (else a local background is used).
     """
 
     frac: float = 0.4
@@ -114,8 +116,9 @@ class LabelParams:
     region_frac: float = 0.6
     tail_frac: float = 1.1
     tail_contrast: float = 0.08
-    tail_width_frac: float = 0.025
+    tail_width_frac: float = 0.02
     max_doubt: float = 0.5
+    min_coverage: float = 0.25
 
 
 @dataclass
@@ -182,20 +185,49 @@ def local_background(y: np.ndarray, length_px: float) -> np.ndarray:
     return big[:y.shape[0], :y.shape[1]]
 
 
+def hull_mask(shape: tuple[int, int], xy: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose centres lie inside the convex hull of the (P, 2) (x, y)
+    points (empty when the points span no area)."""
+    from matplotlib.path import Path as MplPath
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = np.zeros(shape, bool)
+    pts = np.asarray(xy, float)
+    if len(pts) < 3:
+        return out
+    try:
+        hull = pts[ConvexHull(pts).vertices]
+    except (QhullError, ValueError):
+        return out
+    x0, y0 = np.maximum(np.floor(hull.min(0)).astype(int), 0)
+    x1 = min(shape[1], int(np.ceil(hull[:, 0].max())) + 1)
+    y1 = min(shape[0], int(np.ceil(hull[:, 1].max())) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    gy, gx = np.mgrid[y0:y1, x0:x1]
+    inside = MplPath(hull).contains_points(np.stack([gx.ravel(), gy.ravel()], 1))
+    out[y0:y1, x0:x1] = inside.reshape(gy.shape)
+    return out
+
+
 def _contrast_level(c: np.ndarray, animal: AnimalPrior) -> tuple[float, float]:
     """Polarity (+1 lighter than background, -1 darker) and contrast level of an animal.
 
-    The polarity is the sign of the median contrast at its body points; the level is the 90th
-    percentile of the signed contrast near them (within 0.15 body lengths), i.e. the fur's own
-    contrast, not that of the pale snout, ears or fur edge where keypoints are clicked.
+    Both come from the trunk: the pixels inside the convex hull of its keypoints (snout, ears,
+    paws, tail base span the trunk), else those within 0.15 body lengths of its body points.
+    The polarity is the sign of their median contrast, the level their 75th percentile of the
+    signed contrast: the fur's own contrast, not that of a pale snout, ears, paws or a bright
+    tail, where keypoints are clicked.
     """
     h, w = c.shape
-    at = near_points((h, w), animal.body_xy, 2.0)
-    if not at.any():
+    trunk = hull_mask((h, w), animal.xy)
+    if trunk.sum() < 20:
+        trunk = near_points((h, w), animal.body_xy, max(3.0, 0.15 * animal.length_px))
+    if not trunk.any():
         return 1.0, 0.0
-    sign = 1.0 if float(np.median(c[at])) >= 0 else -1.0
-    near = near_points((h, w), animal.body_xy, max(3.0, 0.15 * animal.length_px))
-    return sign, float(np.percentile(sign * c[near], 90))
+    vals = c[trunk]
+    sign = 1.0 if float(np.median(vals)) >= 0 else -1.0
+    return sign, float(np.percentile(sign * vals, 75))
 
 
 def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
@@ -283,12 +315,19 @@ def trace_tail(sc: np.ndarray, body: np.ndarray, animal: AnimalPrior, level: flo
     if not best:
         return tail
     path = [(pos, best[0][1], best[0][2])] + best  # from where it leaves the body
+    dense = []  # a point every half pixel, so consecutive profiles overlap
+    for k, ((p0, h0, v0), (p1, _, v1)) in enumerate(zip(path[:-1], path[1:])):
+        n = max(1, int(np.ceil(2 * np.hypot(*(p1 - p0)))))
+        # the first segment joins the body: its centre line only (the body's blur around it
+        # would widen a half-maximum profile)
+        dense += [(p0 + (p1 - p0) * t, h0, v0 + (v1 - v0) * t, k > 0) for t in np.arange(n) / n]
+    dense.append((*path[-1], True))
     offsets = np.arange(-half_width, half_width + 0.5, 0.5)
-    for pt, hd, peak in path:
+    for pt, hd, peak, widen in dense:
         normal = np.array([-hd[1], hd[0]])
-        prof = pt[None] + offsets[:, None] * normal[None]
+        prof = pt[None] + (offsets if widen else np.zeros(1))[:, None] * normal[None]
         v = ndimage.map_coordinates(smooth, [prof[:, 1], prof[:, 0]], order=1, cval=0)
-        keep = prof[v >= 0.5 * peak]
+        keep = prof if not widen else prof[v >= 0.5 * peak]
         cols = np.floor(keep[:, 0] + 0.5).astype(int)
         rows = np.floor(keep[:, 1] + 0.5).astype(int)
         ok = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
@@ -356,7 +395,8 @@ def _doubt(mask: np.ndarray, animal: AnimalPrior, level: float, thr: float, p: L
 
 def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[AnimalPrior],
                 params: LabelParams | None = None,
-                median_areas: dict[int, float] | None = None) -> list[AnimalResult]:
+                median_areas: dict[int, float] | None = None,
+                coverage: np.ndarray | None = None) -> list[AnimalResult]:
     """Masks of the animals on one frame, from keypoints and contrast against a background.
 
     Args:
@@ -365,6 +405,10 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
             background of this frame (:func:`local_background`).
         animals: one prior per animal; ``obj_id`` = position in the list + 1.
         median_areas: obj_id -> median mask area (pixels) over the video, for the area cue.
+        coverage: (H, W) float, the fraction of background frames that saw each pixel free
+            (:func:`masked_median_background`); an animal whose trunk was seen free in fewer
+            than ``min_coverage`` of them (it rested there) is measured against the local
+            background instead.
 
     Returns:
         One :class:`AnimalResult` per animal, masks disjoint (shared pixels go to the animal
@@ -380,7 +424,14 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
                              "(H, W); expected the same size")
     results: list[tuple[np.ndarray, float, float]] = []
     for a in animals:
-        bg = background if background is not None else local_background(y, a.length_px)
+        bg = background
+        if bg is not None and coverage is not None:
+            trunk = hull_mask(y.shape, a.xy)
+            trunk = trunk if trunk.sum() >= 20 else near_points(y.shape, a.body_xy, 3.0)
+            if trunk.any() and float(np.mean(coverage[trunk])) < p.min_coverage:
+                bg = None
+        if bg is None:
+            bg = local_background(y, a.length_px)
         results.append(_animal_mask(y - bg, a, p))
     masks = np.stack([r[0] for r in results]) if results else np.zeros((0, *y.shape), bool)
     if len(animals) > 1:

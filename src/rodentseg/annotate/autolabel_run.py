@@ -6,6 +6,7 @@ Examples::
     rodentseg autolabel two_mice.mp4 --keypoints two_miceDLC.csv --keypoint-scale 0.5 --out ds/
     rodentseg autolabel session.mp4 --keypoints session.slp --slp-video top.mp4 --out ds/
     rodentseg autolabel arena.mp4 --animals 2 --out ds/      # no keypoints: background only
+    rodentseg autolabel clip1.avi clip2.avi --animals 1 --out ds/  # clips of one camera
 
 Writes ``OUT/`` in the layout ``rodentseg train`` reads:
 
@@ -18,6 +19,9 @@ Writes ``OUT/`` in the layout ``rodentseg train`` reads:
 - ``review.csv``: every labelled frame, most doubtful first (doubt and its cue per animal).
 - ``sheets/sheet_NNN.png``: contact sheets, most doubtful first: per animal a zoomed crop of the
   frame with the mask's outline and the keypoints, captioned with frame, id and doubt.
+- ``sources.csv``: each labelled frame's file name, source video (or image) and frame index
+  in it, so a dataset can be kept without its frames (``frames/`` can be deleted; see
+  ``data/labels/``).
 - ``run.json``: inputs, options, counts, the individual -> id table.
 
 The cues and the rule are in :mod:`rodentseg.annotate.autolabel`. Nothing is downloaded.
@@ -34,7 +38,8 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +68,7 @@ from rodentseg.train.frames_cli import INDEX_DIGITS, VideoFrames
 BACKGROUND_FRAMES = 60
 REVIEW_COLUMNS = ["rank", "frame", "frame_idx", "obj_id", "individual", "doubt", "reason",
                   "area_px", "kept"]
+SOURCE_COLUMNS = ["frame", "source", "frame_idx"]
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60)]
 
@@ -86,25 +92,65 @@ class AutolabelSummary:
     seconds: float
 
 
-def _frame_positions(frames: VideoFrames) -> dict[int, int] | None:
-    """For an image folder: frame number in the file name -> position in the folder."""
-    if frames._files is None:
-        return None
-    out = {}
-    for pos, p in enumerate(frames._files):
-        try:
-            out.setdefault(frame_index_of(p), pos)
-        except RodentsegError:
-            pass
-    return out
+class Clips(Sequence):
+    """The frames of one or more inputs filmed by one still camera, as one sequence (so they
+    share one background): ``clips[i]`` -> (H, W, 3) uint8 RGB.
 
+    Args:
+        inputs: video files or folders of images, all of one frame size.
 
-def _frame_name(frames: VideoFrames, idx: int) -> tuple[str, Path | None]:
-    """The frame's file name in ``frames/`` and, for an image folder, the file to copy."""
-    if frames._files is not None:
-        src = frames._files[idx]
-        return src.name, src
-    return f"{idx:0{INDEX_DIGITS}d}.png", None
+    Raises:
+        RodentsegError: no input, an unreadable one, or inputs of different sizes.
+    """
+
+    def __init__(self, inputs: Sequence[str | Path]):
+        if not inputs:
+            raise RodentsegError("autolabel needs at least one INPUT video or image folder")
+        self.parts = [VideoFrames(v) for v in inputs]
+        first = self.parts[0]
+        for v in self.parts[1:]:
+            if (v.height, v.width) != (first.height, first.width):
+                raise RodentsegError(f"{v.path} is {v.width}x{v.height} but {first.path} is "
+                                     f"{first.width}x{first.height}; several INPUTs must come "
+                                     "from one camera (one frame size)")
+        self.height, self.width = first.height, first.width
+        self.starts = np.cumsum([0] + [len(v) for v in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def locate(self, i: int) -> tuple[VideoFrames, int]:
+        """The input holding frame ``i`` and the frame's index in it."""
+        k = int(np.searchsorted(self.starts, i, side="right") - 1)
+        return self.parts[k], int(i - self.starts[k])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        part, j = self.locate(i)
+        return part[j]
+
+    def name(self, i: int) -> tuple[str, Path | None]:
+        """Frame ``i``'s file name in ``frames/`` and, for an image, the file to copy: an image
+        folder's own file names, ``NNNNNNNNN.png`` (frame index) for a video, prefixed with the
+        input's stem when there are several inputs."""
+        part, j = self.locate(i)
+        prefix = f"{part.path.stem}_" if len(self.parts) > 1 else ""
+        if part._files is not None:
+            return prefix + part._files[j].name, part._files[j]
+        return f"{prefix}{j:0{INDEX_DIGITS}d}.png", None
+
+    def positions(self) -> dict[int, int] | None:
+        """For one image folder: frame number in the file name -> position (keypoint files
+        name frames by file); None for a video."""
+        part = self.parts[0]
+        if len(self.parts) > 1 or part._files is None:
+            return None
+        out = {}
+        for pos, f in enumerate(part._files):
+            try:
+                out.setdefault(frame_index_of(f), pos)
+            except RodentsegError:
+                pass
+        return out
 
 
 def _individuals(kp: Keypoints) -> list[str]:
@@ -158,13 +204,18 @@ def _sample(n: int, k: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
 
 
-def _background(frames: VideoFrames, priors: dict[int, list], progress: bool
-                ) -> np.ndarray | None:
-    """The video's background (masked temporal median), or None for too few frames."""
+def _background(frames: Clips, priors: dict[int, list], progress: bool
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The video's background (masked temporal median) and its coverage, or None for too
+    few frames."""
     n = len(frames)
     if n < 5:
         return None
-    picks = _sample(n, BACKGROUND_FRAMES)
+    # frames where the animals are known, so they can be left out of the median (an animal
+    # resting on frames without keypoints would become background); else spread evenly
+    known = sorted(priors)
+    picks = ([known[i] for i in _sample(len(known), BACKGROUND_FRAMES)]
+             if len(known) >= min(n, 5) else _sample(n, BACKGROUND_FRAMES))
     imgs, exclude = [], []
     for f in tqdm(picks, desc="background", unit="frame", disable=not progress, leave=False):
         img = frames[f]
@@ -172,8 +223,7 @@ def _background(frames: VideoFrames, priors: dict[int, list], progress: bool
         ps = [p for p in priors.get(f, []) if p is not None]
         exclude.append(None if not ps else np.any(
             [near_points(img.shape[:2], p.xy, 0.8 * p.length_px) for p in ps], axis=0))
-    bg, coverage = masked_median_background(imgs, exclude)
-    return bg
+    return masked_median_background(imgs, exclude)
 
 
 def _blob_priors(frame: np.ndarray, background: np.ndarray, animals: int,
@@ -258,7 +308,8 @@ def _write_sheets(folder: Path, tiles: list[tuple[float, Image.Image]], per_shee
         sheet.save(folder / f"sheet_{s // per_sheet + 1:03d}.png")
 
 
-def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None = None, *,
+def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
+              keypoints: str | Path | None = None, *,
               animals: int | None = None, slp_video: str | None = None,
               keypoint_scale: float = 1.0, min_likelihood: float | None = 0.5,
               max_frames: int = 300, params: LabelParams | None = None,
@@ -266,7 +317,8 @@ def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None =
     """Label frames of ``video`` from keypoints and the video's background (module docstring).
 
     Args:
-        video: a video file or a folder of images.
+        video: a video file or a folder of images, or several of them filmed by one still
+            camera (clips of one session: they share one background; without keypoints only).
         out: the dataset folder to write (refused when it exists, unless ``overwrite``).
         keypoints: DeepLabCut CSV/H5, SLEAP ``.slp`` or ``frame,bodypart,x,y[,individual]``
             CSV; frames are those with keypoints. Without it, ``animals`` blobs that differ
@@ -285,7 +337,8 @@ def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None =
             keypoints nor ``animals``, or ``out`` exists.
     """
     t0 = time.time()
-    video, out = Path(video), Path(out)
+    inputs = [Path(video)] if isinstance(video, (str, Path)) else [Path(v) for v in video]
+    out = Path(out)
     params = params or LabelParams()
     if keypoints is None and not animals:
         raise RodentsegError("autolabel needs --keypoints FILE or --animals N (the number of "
@@ -293,13 +346,15 @@ def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None =
     if out.exists() and not overwrite and any(out.iterdir()):
         raise RodentsegError(f"{out} exists and is not empty; choose a new --out or pass "
                              "--overwrite")
-    frames = VideoFrames(video)
+    if keypoints is not None and len(inputs) > 1:
+        raise RodentsegError(f"--keypoints labels one video; got {len(inputs)} INPUTs")
+    frames = Clips(inputs)
     shape = (frames.height, frames.width)
     if keypoints is not None:
         kp = read_keypoints(keypoints, min_likelihood, video=slp_video, scale=keypoint_scale)
-        priors, names = _priors_from_keypoints(kp, _frame_positions(frames), len(frames), shape)
+        priors, names = _priors_from_keypoints(kp, frames.positions(), len(frames), shape)
         if not priors:
-            raise RodentsegError(f"no keypoint of {keypoints} falls on a frame of {video} "
+            raise RodentsegError(f"no keypoint of {keypoints} falls on a frame of {inputs[0]} "
                                  f"({len(frames)} frames, {frames.width}x{frames.height}); "
                                  "check the file, --slp-video or --keypoint-scale")
         todo = sorted(priors)
@@ -308,15 +363,18 @@ def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None =
         priors, names = {}, [f"animal{k + 1}" for k in range(animals)]
         todo = _sample(len(frames), max_frames)
     bg = _background(frames, priors, progress)
+    bg, coverage = bg if bg is not None else (None, None)
     if bg is None and keypoints is None:
-        raise RodentsegError(f"{video} has {len(frames)} frames: too few for a background; "
+        raise RodentsegError(f"{inputs[0]} has {len(frames)} frames: too few for a background; "
                              "give --keypoints")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        summary = _label_all(frames, todo, priors, names, bg, animals, params, partial,
-                             progress)
-        run = {"rodentseg": __version__, "command": "autolabel", "video": str(video.resolve()),
+        summary = _label_all(frames, todo, priors, names, bg, coverage, animals, params,
+                             partial, progress)
+        run = {"rodentseg": __version__, "command": "autolabel",
+               "video": [str(v.resolve()) for v in inputs] if len(inputs) > 1
+               else str(inputs[0].resolve()),
                "keypoints": str(Path(keypoints).resolve()) if keypoints else None,
                "slp_video": slp_video, "keypoint_scale": keypoint_scale,
                "min_likelihood": min_likelihood, "max_frames": max_frames,
@@ -333,14 +391,15 @@ def autolabel(video: str | Path, out: str | Path, keypoints: str | Path | None =
                             run["individuals"], run["background"], run["seconds"])
 
 
-def _label_all(frames: VideoFrames, todo: list[int], priors: dict[int, list], names: list[str],
-               bg: np.ndarray | None, animals: int | None, params: LabelParams,
+def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: list[str],
+               bg: np.ndarray | None, coverage: np.ndarray | None, animals: int | None,
+               params: LabelParams,
                partial: Path, progress: bool) -> dict:
     """Label every frame of ``todo`` into ``partial``; the doubt's area cue needs each
     animal's median area, so files are written first and moved to ``left_out/`` after."""
     for sub in ("frames", "masks", "left_out/frames", "left_out/masks"):
         (partial / sub).mkdir(parents=True, exist_ok=True)
-    rows, tiles, areas = [], [], {}
+    rows, tiles, areas, sources = [], [], {}, []
     bar = tqdm(todo, desc="autolabel", unit="frame", disable=not progress)
     for f in bar:
         frame = frames[f]
@@ -349,9 +408,11 @@ def _label_all(frames: VideoFrames, todo: list[int], priors: dict[int, list], na
         else:
             ps = _blob_priors(frame, bg, animals, params)
         present = [(k, p) for k, p in enumerate(ps) if p is not None]
-        results = label_frame(frame, bg, [p for _, p in present], params)
+        results = label_frame(frame, bg, [p for _, p in present], params, coverage=coverage)
         label = np.zeros(frame.shape[:2], np.uint8 if len(names) < 256 else np.uint16)
-        name, src = _frame_name(frames, f)
+        name, src = frames.name(f)
+        part, j = frames.locate(f)
+        sources.append((name, str(part.path.resolve()), j))
         for (k, p), r in zip(present, results):
             r.obj_id = k + 1
             label[r.mask] = r.obj_id
@@ -399,6 +460,10 @@ def _label_all(frames: VideoFrames, todo: list[int], priors: dict[int, list], na
             if r["frame"] in left and r["doubt"] == by_frame[r["frame"]]:
                 wr.writerow([r["frame"], r["frame_idx"], round(r["doubt"], 3), r["reason"]])
                 by_frame[r["frame"]] = math.inf  # one line per frame
+    with (partial / "sources.csv").open("w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(SOURCE_COLUMNS)
+        wr.writerows(sources)
     doubt_of = {(r["frame"], r["obj_id"]): r["doubt"] for r in rows}
     _write_sheets(partial / "sheets", [(doubt_of[(n, k)], t) for n, k, t in tiles])
     return {"labelled": len(todo), "kept": len(todo) - len(left), "left_out": len(left)}
@@ -413,7 +478,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "frame,bodypart,x,y[,individual] CSV) and the video's own background, into "
                     "OUT/frames + OUT/masks (what `rodentseg train` reads), with review.csv, "
                     "contact sheets and the frames left out for doubt.")
-    p.add_argument("input", type=Path, metavar="INPUT", help="video file or folder of images")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                   help="video file or folder of images; several: clips of one still camera "
+                        "(without --keypoints)")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     p.add_argument("--keypoints", type=Path, help="keypoint file (DeepLabCut, SLEAP, CSV)")
     p.add_argument("--animals", type=int, default=None,
@@ -428,10 +495,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="most frames to label, spread evenly (default 300)")
     p.add_argument("--max-doubt", type=float, default=LabelParams.max_doubt,
                    help=f"leave out frames above this doubt (default {LabelParams.max_doubt})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a labelling setting of rodentseg.annotate.autolabel.LabelParams "
+                        "(repeatable), e.g. --set min_contrast=5 for a dim animal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_autolabel)
     return p
+
+
+def parse_params(items: list[str]) -> LabelParams:
+    """:class:`LabelParams` from ``KEY=VALUE`` strings (numbers).
+
+    Raises:
+        RodentsegError: an unknown key or a value that is not a finite number.
+    """
+    known = {f.name for f in fields(LabelParams)}
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            raise RodentsegError(f"--set {item!r}: expected KEY=VALUE with KEY one of "
+                                 f"{', '.join(sorted(known))}")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise RodentsegError(f"--set {key}: expected a finite number, got {text!r}")
+        values[key] = value
+    return LabelParams(**values)
 
 
 def run_autolabel(args: argparse.Namespace) -> int:
@@ -442,10 +536,11 @@ def run_autolabel(args: argparse.Namespace) -> int:
         raise RodentsegError(f"--max-frames must be a positive integer, got {args.max_frames}")
     if not 0 <= args.max_doubt <= 1:
         raise RodentsegError(f"--max-doubt must be in [0, 1], got {args.max_doubt}")
-    s = autolabel(args.input, args.out, args.keypoints, animals=args.animals,
+    params = parse_params([f"max_doubt={args.max_doubt}", *args.set])
+    s = autolabel(args.inputs, args.out, args.keypoints, animals=args.animals,
                   slp_video=args.slp_video, keypoint_scale=args.keypoint_scale,
                   min_likelihood=args.min_likelihood, max_frames=args.max_frames,
-                  params=LabelParams(max_doubt=args.max_doubt), overwrite=args.overwrite,
+                  params=params, overwrite=args.overwrite,
                   progress=not args.quiet)
     print(f"{s.out}: {s.kept} of {s.labelled} frames labelled, {s.left_out} left out for doubt "
           f"(left_out.csv), {len(s.individuals)} animal(s), background: {s.background}, "

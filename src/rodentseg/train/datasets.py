@@ -7,13 +7,17 @@ sequence a frame comes from (split by video); a single-image dataset uses the fi
 of one video are in time order. A file is read per ``ds[i]``; headers (sizes, band layouts) are
 checked when the dataset is built, so a mismatch fails before training starts.
 
-Layouts found by :func:`load_dataset` (``format="auto"``):
+Layouts found by :func:`load_dataset` (``format="auto"``), in this order of preference:
 
 - ``frames``: ``ROOT/frames/*.png|jpg`` + ``ROOT/masks/*.png`` of the same stem (label PNG,
   pixel = track_id; ``openfield-m4s1``). Stems that differ only in digits (``000000042.png``
   written by ``rodentseg frames`` vs ``000042.png`` written by ``segment``) pair by frame index.
 - ``result``: a ``rodentseg segment/track`` result folder, ``masks/NNNNNN.png`` + ``run.json``
   whose ``"video"`` names the source video; frames are decoded from it on demand.
+- ``labels``: ``ROOT/masks/*.png`` + ``ROOT/sources.csv`` (``frame,source,frame_idx``, as
+  ``rodentseg autolabel`` writes it) without the frames: each mask's frame is decoded from its
+  source video or image (a relative ``source`` is found under ``data_root``); video = the
+  source's stem. This is how ``data/labels/<set>/`` keeps masks made for ``../shared/data``.
 - ``davis``: ``ROOT/JPEGImages/<res>/<seq>/*.jpg`` + ``ROOT/Annotations/<res>/<seq>/*.png``
   (palette PNG, index = object id); video = ``seq``.
 - ``coco``: a COCO JSON with RLE or polygon masks (``masks.json`` as :mod:`rodentseg.io.masks`
@@ -25,6 +29,7 @@ Layouts found by :func:`load_dataset` (``format="auto"``):
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 from collections.abc import Sequence
@@ -40,7 +45,7 @@ from rodentseg.io.video import image_files
 from rodentseg.train.data import temporal_split
 from rodentseg.train.frames_cli import VideoFrames
 
-FORMATS = ("frames", "result", "davis", "coco", "geotiff")
+FORMATS = ("frames", "result", "labels", "davis", "coco", "geotiff")
 FRAME_EXTS = (".png", ".jpg", ".jpeg")
 
 
@@ -333,6 +338,46 @@ def _result_layout(root: Path, video: Path | None) -> list[Sample]:
             for m in masks]
 
 
+def _labels_layout(root: Path, data_root: Path | None) -> list[Sample]:
+    mdir, table = root / "masks", root / "sources.csv"
+    _need_dir(mdir, "label PNG masks")
+    try:
+        with table.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as e:
+        raise RodentsegError(f"{table} is not readable ({e}); expected frame,source,frame_idx "
+                             "rows") from None
+    if not rows or not {"frame", "source", "frame_idx"} <= set(rows[0]):
+        raise RodentsegError(f"{table}: expected a header frame,source,frame_idx and one row "
+                             "per frame")
+    base = Path(data_root) if data_root is not None else root
+    opened: dict[Path, VideoFrames] = {}
+    samples = []
+    for r in rows:
+        mask = mdir / f"{Path(r['frame']).stem}.png"
+        if not mask.is_file():  # a frame dropped at review: its mask was deleted
+            continue
+        src = Path(r["source"])
+        src = src if src.is_absolute() else base / src
+        if src not in opened:
+            if not src.exists():
+                raise RodentsegError(f"the source {src} of {root.name}/{r['frame']} does not "
+                                     "exist; pass data_root= the folder the sources are "
+                                     "relative to (e.g. ../shared/data)")
+            opened[src] = VideoFrames(src)
+        frames = opened[src]
+        idx = int(r["frame_idx"])
+        if not 0 <= idx < len(frames):
+            raise RodentsegError(f"{table}: {r['frame']} is frame {idx}, outside the "
+                                 f"{len(frames)} frames of {src}")
+        samples.append(Sample(Path(r["frame"]).stem, src.stem, VideoFrame(frames, idx),
+                              LabelFile(mask)))
+    if not samples:
+        raise RodentsegError(f"none of the frames of {table} has a mask in {mdir}")
+    samples.sort(key=lambda s: (s.video, s.image.idx))
+    return samples
+
+
 def _davis_layout(root: Path, resolution: str | None,
                   sequences: Sequence[str] | None) -> list[Sample]:
     jroot, aroot = root / "JPEGImages", root / "Annotations"
@@ -456,19 +501,23 @@ def detect_format(path: str | Path) -> str:
         return "geotiff"
     if {"frames", "masks"} <= has:
         return "frames"
+    if "masks" in has and (path / "sources.csv").is_file():
+        return "labels"
     if "masks" in has and (path / "run.json").is_file():
         return "result"
     if (path / "masks.json").is_file():
         return "coco"
     raise RodentsegError(
-        f"{path} matches no dataset layout; expected frames/ + masks/, masks/ + run.json (a "
-        "rodentseg result), JPEGImages/ + Annotations/ (DAVIS), images/ + masks/ (GeoTIFF) or a "
+        f"{path} matches no dataset layout; expected frames/ + masks/, masks/ + sources.csv "
+        "(rodentseg autolabel), masks/ + run.json (a rodentseg result), JPEGImages/ + "
+        "Annotations/ (DAVIS), images/ + masks/ (GeoTIFF) or a "
         f"COCO .json; found {sorted(p.name for p in path.iterdir())[:8]}")
 
 
 def load_dataset(path: str | Path, format: str = "auto", *, images: str | Path | None = None,
                  video: str | Path | None = None, resolution: str | None = None,
-                 sequences: Sequence[str] | None = None, cache: bool = False) -> SegDataset:
+                 sequences: Sequence[str] | None = None, data_root: str | Path | None = None,
+                 cache: bool = False) -> SegDataset:
     """Labelled frames from a folder or COCO file (layouts in the module docstring).
 
     Args:
@@ -479,7 +528,9 @@ def load_dataset(path: str | Path, format: str = "auto", *, images: str | Path |
         video: ``coco``/``result``: read frames from this video (or folder of images) by
             frame index instead (default for ``result``: the ``run.json`` ``"video"``).
         resolution: ``davis``: the ``JPEGImages`` subfolder (default ``480p`` or the only one).
-        sequences: ``davis``: keep only these sequences (e.g. those of ``ImageSets/2017/train.txt``).
+        sequences: ``davis``: keep only these sequences (e.g. ``ImageSets/2017/train.txt``).
+        data_root: ``labels``: the folder relative sources are found in (default: the dataset
+            folder itself).
         cache: keep items in memory after the first read (see :class:`SegDataset`).
 
     Raises:
@@ -497,6 +548,8 @@ def load_dataset(path: str | Path, format: str = "auto", *, images: str | Path |
         samples = _frames_layout(path)
     elif fmt == "result":
         samples = _result_layout(path, video)
+    elif fmt == "labels":
+        samples = _labels_layout(path, Path(data_root) if data_root is not None else None)
     elif fmt == "davis":
         samples = _davis_layout(path, resolution, sequences)
     elif fmt == "coco":
