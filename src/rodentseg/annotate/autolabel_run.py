@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from rodentseg import __version__
 from rodentseg.annotate.autolabel import (
+    DOUBT_CUES,
     AnimalPrior,
     AnimalResult,
     LabelParams,
@@ -312,7 +313,7 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
               keypoints: str | Path | None = None, *,
               animals: int | None = None, slp_video: str | None = None,
               keypoint_scale: float = 1.0, min_likelihood: float | None = 0.5,
-              max_frames: int = 300, params: LabelParams | None = None,
+              max_frames: int = 300, params: LabelParams | None = None, empty: bool = False,
               overwrite: bool = False, progress: bool = True) -> AutolabelSummary:
     """Label frames of ``video`` from keypoints and the video's background (module docstring).
 
@@ -328,6 +329,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
         keypoint_scale: multiply keypoint coordinates by it (labels made at another size).
         min_likelihood: drop model-predicted keypoints below this likelihood.
         max_frames: most frames labelled, spread evenly over those available.
+        empty: the video shows no animal (an empty arena): ``max_frames`` frames spread evenly
+            get empty masks, as true negatives for training.
 
     Returns:
         An :class:`AutolabelSummary`.
@@ -340,9 +343,13 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
     inputs = [Path(video)] if isinstance(video, (str, Path)) else [Path(v) for v in video]
     out = Path(out)
     params = params or LabelParams()
-    if keypoints is None and not animals:
+    if empty and (keypoints is not None or animals):
+        raise RodentsegError("--empty labels an arena without animals; it cannot be combined "
+                             "with --keypoints or --animals")
+    if keypoints is None and not animals and not empty:
         raise RodentsegError("autolabel needs --keypoints FILE or --animals N (the number of "
-                             "animals to find against the background); got neither")
+                             "animals to find against the background), or --empty for an "
+                             "empty arena; got none of them")
     if out.exists() and not overwrite and any(out.iterdir()):
         raise RodentsegError(f"{out} exists and is not empty; choose a new --out or pass "
                              "--overwrite")
@@ -360,11 +367,11 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
         todo = sorted(priors)
         todo = [todo[i] for i in _sample(len(todo), max_frames)]
     else:
-        priors, names = {}, [f"animal{k + 1}" for k in range(animals)]
+        priors, names = {}, [f"animal{k + 1}" for k in range(animals or 0)]
         todo = _sample(len(frames), max_frames)
-    bg = _background(frames, priors, progress)
+    bg = None if empty else _background(frames, priors, progress)
     bg, coverage = bg if bg is not None else (None, None)
-    if bg is None and keypoints is None:
+    if bg is None and keypoints is None and not empty:
         raise RodentsegError(f"{inputs[0]} has {len(frames)} frames: too few for a background; "
                              "give --keypoints")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -379,7 +386,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
                "slp_video": slp_video, "keypoint_scale": keypoint_scale,
                "min_likelihood": min_likelihood, "max_frames": max_frames,
                "params": asdict(params), "individuals": {n: k + 1 for k, n in enumerate(names)},
-               "background": "video" if bg is not None else "local", **summary,
+               "empty": empty, "background": "video" if bg is not None else "local",
+               **summary,
                "seconds": round(time.time() - t0, 1)}
         (partial / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         if out.exists():
@@ -405,8 +413,10 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
         frame = frames[f]
         if priors:
             ps = priors.get(f, [])
-        else:
+        elif animals:
             ps = _blob_priors(frame, bg, animals, params)
+        else:  # an empty arena: every frame is background
+            ps = []
         present = [(k, p) for k, p in enumerate(ps) if p is not None]
         results = label_frame(frame, bg, [p for _, p in present], params, coverage=coverage)
         label = np.zeros(frame.shape[:2], np.uint8 if len(names) < 256 else np.uint16)
@@ -423,12 +433,21 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
                          "area_px": area, "cues": r.cues})
             cap = f"{Path(name).stem} id {r.obj_id} doubt {r.doubt:.2f} {r.reason}"
             tiles.append([name, r.obj_id, _crop_tile(frame, r, p, cap)])
+        found = {k for k, _ in present}
+        for k in range(len(names)):  # an animal without keypoints (or blob) on this frame
+            if k not in found:
+                rows.append({"frame": name, "frame_idx": f, "obj_id": k + 1,
+                             "individual": names[k], "area_px": 0,
+                             "cues": {**dict.fromkeys(DOUBT_CUES, 0.0), "missing": 1.0}})
         if src is not None:
             shutil.copyfile(src, partial / "frames" / name)
         else:
             Image.fromarray(frame).save(partial / "frames" / name, compress_level=1)
         Image.fromarray(label).save(partial / "masks" / f"{Path(name).stem}.png")
     medians = {k: float(np.median(v)) for k, v in areas.items() if v}
+    if not priors and medians:  # blob ids follow size, not identity: one median for all, so
+        pooled = float(np.median([a for v in areas.values() for a in v]))  # merged or broken
+        medians = dict.fromkeys(medians, pooled)  # blobs stand out by their area
     for row in rows:
         med = medians.get(row["obj_id"])
         if med and row["area_px"]:
@@ -485,6 +504,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--keypoints", type=Path, help="keypoint file (DeepLabCut, SLEAP, CSV)")
     p.add_argument("--animals", type=int, default=None,
                    help="number of animals (needed without --keypoints)")
+    p.add_argument("--empty", action="store_true",
+                   help="the video shows no animal: empty masks on --max-frames frames "
+                        "(negatives for training)")
     p.add_argument("--slp-video", default=None,
                    help="the video to read from a .slp that labels several (file name)")
     p.add_argument("--keypoint-scale", type=float, default=1.0,
@@ -540,7 +562,7 @@ def run_autolabel(args: argparse.Namespace) -> int:
     s = autolabel(args.inputs, args.out, args.keypoints, animals=args.animals,
                   slp_video=args.slp_video, keypoint_scale=args.keypoint_scale,
                   min_likelihood=args.min_likelihood, max_frames=args.max_frames,
-                  params=params, overwrite=args.overwrite,
+                  params=params, empty=args.empty, overwrite=args.overwrite,
                   progress=not args.quiet)
     print(f"{s.out}: {s.kept} of {s.labelled} frames labelled, {s.left_out} left out for doubt "
           f"(left_out.csv), {len(s.individuals)} animal(s), background: {s.background}, "
