@@ -314,7 +314,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
               animals: int | None = None, slp_video: str | None = None,
               keypoint_scale: float = 1.0, min_likelihood: float | None = 0.5,
               max_frames: int = 300, params: LabelParams | None = None, empty: bool = False,
-              overwrite: bool = False, progress: bool = True) -> AutolabelSummary:
+              sources_root: str | Path | None = None, overwrite: bool = False,
+              progress: bool = True) -> AutolabelSummary:
     """Label frames of ``video`` from keypoints and the video's background (module docstring).
 
     Args:
@@ -331,6 +332,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
         max_frames: most frames labelled, spread evenly over those available.
         empty: the video shows no animal (an empty arena): ``max_frames`` frames spread evenly
             get empty masks, as true negatives for training.
+        sources_root: write ``sources.csv`` paths relative to this folder (a data root), so
+            the masks can be kept without frames and found again on another machine.
 
     Returns:
         An :class:`AutolabelSummary`.
@@ -377,8 +380,9 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
+        root = Path(sources_root).resolve() if sources_root is not None else None
         summary = _label_all(frames, todo, priors, names, bg, coverage, animals, params,
-                             partial, progress)
+                             partial, root, progress)
         run = {"rodentseg": __version__, "command": "autolabel",
                "video": [str(v.resolve()) for v in inputs] if len(inputs) > 1
                else str(inputs[0].resolve()),
@@ -401,8 +405,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
 
 def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: list[str],
                bg: np.ndarray | None, coverage: np.ndarray | None, animals: int | None,
-               params: LabelParams,
-               partial: Path, progress: bool) -> dict:
+               params: LabelParams, partial: Path, sources_root: Path | None,
+               progress: bool) -> dict:
     """Label every frame of ``todo`` into ``partial``; the doubt's area cue needs each
     animal's median area, so files are written first and moved to ``left_out/`` after."""
     for sub in ("frames", "masks", "left_out/frames", "left_out/masks"):
@@ -422,7 +426,10 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
         label = np.zeros(frame.shape[:2], np.uint8 if len(names) < 256 else np.uint16)
         name, src = frames.name(f)
         part, j = frames.locate(f)
-        sources.append((name, str(part.path.resolve()), j))
+        source = part.path.resolve()
+        if sources_root is not None:
+            source = Path(os.path.relpath(source, sources_root))
+        sources.append((name, source.as_posix(), j))
         for (k, p), r in zip(present, results):
             r.obj_id = k + 1
             label[r.mask] = r.obj_id
@@ -517,6 +524,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="most frames to label, spread evenly (default 300)")
     p.add_argument("--max-doubt", type=float, default=LabelParams.max_doubt,
                    help=f"leave out frames above this doubt (default {LabelParams.max_doubt})")
+    p.add_argument("--sources-root", type=Path, default=None,
+                   help="write sources.csv paths relative to this data root (to keep masks "
+                        "without their frames)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a labelling setting of rodentseg.annotate.autolabel.LabelParams "
                         "(repeatable), e.g. --set min_contrast=5 for a dim animal")
@@ -562,7 +572,8 @@ def run_autolabel(args: argparse.Namespace) -> int:
     s = autolabel(args.inputs, args.out, args.keypoints, animals=args.animals,
                   slp_video=args.slp_video, keypoint_scale=args.keypoint_scale,
                   min_likelihood=args.min_likelihood, max_frames=args.max_frames,
-                  params=params, empty=args.empty, overwrite=args.overwrite,
+                  params=params, empty=args.empty, sources_root=args.sources_root,
+                  overwrite=args.overwrite,
                   progress=not args.quiet)
     print(f"{s.out}: {s.kept} of {s.labelled} frames labelled, {s.left_out} left out for doubt "
           f"(left_out.csv), {len(s.individuals)} animal(s), background: {s.background}, "
