@@ -423,17 +423,27 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
         raise RodentsegError(f"background is {background.shape} but the frame is {y.shape} "
                              "(H, W); expected the same size")
     results: list[tuple[np.ndarray, float, float]] = []
-    for a in animals:
-        bg = background
+    masks = np.zeros((len(animals), *y.shape), bool)
+    for k, a in enumerate(animals):
+        # everything happens in a window around the animal: its mask cannot reach farther
+        reach = (max(p.region_frac, p.tail_frac) + 0.1) * a.length_px + 8
+        x0, y0 = np.maximum(np.floor(a.xy.min(0) - reach).astype(int), 0)
+        x1 = min(y.shape[1], int(np.ceil(a.xy[:, 0].max() + reach)) + 1)
+        y1 = min(y.shape[0], int(np.ceil(a.xy[:, 1].max() + reach)) + 1)
+        win = (slice(y0, y1), slice(x0, x1))
+        local = AnimalPrior(a.name, a.xy - [x0, y0], a.body, a.length_px,
+                            None if a.tail_base is None else a.tail_base - [x0, y0])
+        bg = None if background is None else background[win]
         if bg is not None and coverage is not None:
-            trunk = hull_mask(y.shape, a.xy)
-            trunk = trunk if trunk.sum() >= 20 else near_points(y.shape, a.body_xy, 3.0)
-            if trunk.any() and float(np.mean(coverage[trunk])) < p.min_coverage:
+            trunk = hull_mask(bg.shape, local.xy)
+            trunk = trunk if trunk.sum() >= 20 else near_points(bg.shape, local.body_xy, 3.0)
+            if trunk.any() and float(np.mean(coverage[win][trunk])) < p.min_coverage:
                 bg = None
         if bg is None:
-            bg = local_background(y, a.length_px)
-        results.append(_animal_mask(y - bg, a, p))
-    masks = np.stack([r[0] for r in results]) if results else np.zeros((0, *y.shape), bool)
+            bg = local_background(y[win], a.length_px)
+        mask, level, thr = _animal_mask(y[win] - bg, local, p)
+        masks[k][win] = mask
+        results.append((masks[k], level, thr))
     if len(animals) > 1:
         shared = masks.sum(0) > 1
         if shared.any():
