@@ -169,7 +169,8 @@ def near_points(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.nda
 
 def local_background(y: np.ndarray, length_px: float) -> np.ndarray:
     """A background for one frame alone: a median filter about one body length wide (most
-    pixels in such a window are floor even on the animal), at a quarter of the resolution.
+    pixels in such a window are floor even on the animal), on a grid coarse enough that the
+    window is at most 15 cells, interpolated back (bilinear).
 
     Args:
         y: (H, W) float32 luma. length_px: body length in pixels.
@@ -177,12 +178,18 @@ def local_background(y: np.ndarray, length_px: float) -> np.ndarray:
     Returns:
         (H, W) float32.
     """
-    f = 4
-    small = y[::f, ::f]
-    size = max(3, int(round(1.2 * length_px / f)) | 1)
+    f = max(4, int(np.ceil(1.2 * length_px / 15)))
+    small = y[f // 2::f, f // 2::f]
+    size = max(3, round(1.2 * length_px / f) | 1)
     med = ndimage.median_filter(small, size=size, mode="nearest")
-    big = np.repeat(np.repeat(med, f, 0), f, 1)
-    return big[:y.shape[0], :y.shape[1]]
+    zoom = (y.shape[0] / med.shape[0], y.shape[1] / med.shape[1])
+    big = ndimage.zoom(med, zoom, order=1, mode="nearest", grid_mode=True)
+    out = np.empty_like(y)
+    h, w = min(big.shape[0], y.shape[0]), min(big.shape[1], y.shape[1])
+    out[:h, :w] = big[:h, :w]
+    out[h:, :] = out[h - 1:h, :]
+    out[:, w:] = out[:, w - 1:w]
+    return out
 
 
 def hull_mask(shape: tuple[int, int], xy: np.ndarray) -> np.ndarray:
