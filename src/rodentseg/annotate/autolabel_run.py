@@ -262,8 +262,9 @@ def _blob_priors(frame: np.ndarray, background: np.ndarray, animals: int,
 
 
 def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, caption: str,
-               size: int = 200) -> Image.Image:
-    """A zoomed crop around one animal: frame, mask outline (colour of its id), keypoints."""
+               size: int = 240) -> Image.Image:
+    """A zoomed crop around one animal: frame, mask tinted and outlined in the colour of its
+    id, keypoints (yellow: body points, cyan: tail, paws, ear tips)."""
     h, w = r.mask.shape
     ys, xs = np.nonzero(r.mask)
     if len(xs):
@@ -279,6 +280,7 @@ def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, ca
     m = r.mask[y0:y1, x0:x1]
     edge = m & ~ndimage.binary_erosion(m)
     colour = PALETTE[(r.obj_id - 1) % len(PALETTE)]
+    img[m] = (0.7 * img[m] + 0.3 * np.asarray(colour)).astype(np.uint8)  # tint: what is in
     img[edge] = colour
     scale = size / max(img.shape[:2])
     tile = Image.fromarray(img).resize((max(1, round(img.shape[1] * scale)),
