@@ -487,3 +487,42 @@ def test_traced_tail_is_attached_to_the_body():
     sc, body, prior, _, _ = _tail_scene(1)
     tail = trace_tail(sc, body, prior, 150.0, LabelParams())
     assert ndimage.label(body | tail, np.ones((3, 3), bool))[1] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# keypoints as prompts of a SAM-family model (a tiny random SAM 2, saved and loaded back)
+
+
+def test_keypoints_prompt_a_sam_model(two, tmp_path, sam2_image_dir, monkeypatch):
+    from rodentseg.annotate.image import ImagePredictor
+
+    calls = []
+    predict = ImagePredictor.predict
+
+    def spy(self, points=None, labels=None, boxes=None, multimask_output=True):
+        pred = predict(self, points, labels, boxes, multimask_output)
+        calls.append((np.asarray(points), np.asarray(labels), boxes, pred.best()[0][0]))
+        return pred
+
+    monkeypatch.setattr(ImagePredictor, "predict", spy)
+    kp = simple_csv(tmp_path / "k.csv", two, names=["zed", "amy"], frames=[6, 12])
+    autolabel(two.video, tmp_path / "out", kp, model=str(sam2_image_dir), device="cpu",
+              params=LabelParams(max_doubt=1.0), progress=False)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["model"] == str(sam2_image_dir)
+    assert len(calls) == 4  # 2 frames x 2 animals, one prompt each
+    for k, (pts, labels, boxes, mask) in enumerate(calls):
+        t = [6, 12][k // 2]
+        own = np.array([two.kps[t][k % 2][p] for p in PARTS])
+        other = np.array([two.kps[t][1 - k % 2][p] for p in PARTS])
+        # the animal's own keypoints are positive points, the other animal's negative
+        np.testing.assert_allclose(pts[0], np.concatenate([own, other]), atol=0.01)
+        assert labels[0].tolist() == [1] * len(PARTS) + [0] * len(PARTS)
+        assert boxes is not None and boxes.shape == (1, 4)  # the contrast mask's box
+        x0, y0, x1, y1 = boxes[0]
+        assert x0 <= own[:, 0].min() and own[:, 0].max() <= x1
+        assert y0 <= own[:, 1].min() and own[:, 1].max() <= y1
+        # the written mask is the model's (outside the pixels the other animal also claims)
+        label = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{t:09d}.png"))
+        mine = label == k % 2 + 1
+        assert mine.any() and not (mine & ~mask).any()

@@ -47,7 +47,8 @@ _TAIL_BASE = ("tailbase", "tail_base", "tail base", "tailroot", "tail_root", "ta
               "tail", "tti", "tail_0")
 
 #: The doubt cues of one animal-frame, each in [0, 1].
-DOUBT_CUES = ("keypoints", "area", "contrast", "contact", "border", "pieces", "missing")
+DOUBT_CUES = ("keypoints", "area", "contrast", "contact", "border", "pieces", "missing",
+              "prompted")
 
 
 def is_tail_base(name: str) -> bool:
@@ -468,6 +469,58 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
         area = (median_areas or {}).get(k + 1)
         cues = _doubt(masks[k], a, level, thr, p, others, area)
         out.append(AnimalResult(k + 1, masks[k], max(cues.values()), cues))
+    return out
+
+
+def prompt_masks(predictor, frame: np.ndarray, animals: list[AnimalPrior],
+                 results: list[AnimalResult]) -> list[AnimalResult]:
+    """The keypoints as prompts of a SAM-family model: per animal, its body points as positive
+    points, the other animals' body points as negative ones, and the box of its contrast mask
+    (:func:`label_frame`, widened by 10%) when it has one. The model's mask replaces the
+    contrast mask; where the two disagree, the ``prompted`` cue rises (1 - their IoU, doubled:
+    IoU 0.75 -> 0.5), so the cues still check each other.
+
+    Args:
+        predictor: an :class:`rodentseg.annotate.image.ImagePredictor`.
+        frame: (H, W, 3) uint8 RGB. animals, results: as given to and returned by
+            :func:`label_frame`, in the same order.
+
+    Returns:
+        New results (same ids), masks disjoint (shared pixels to the nearest keypoint).
+    """
+    if not animals:
+        return results
+    predictor.set_image(frame)
+    h, w = frame.shape[:2]
+    out = []
+    masks = []
+    for k, (a, r) in enumerate(zip(animals, results)):
+        neg = [b.body_xy for j, b in enumerate(animals) if j != k]
+        pts = np.concatenate([a.body_xy, *neg]) if neg else a.body_xy
+        labels = np.r_[np.ones(len(a.body_xy), np.int64),
+                       np.zeros(len(pts) - len(a.body_xy), np.int64)]
+        box = None
+        ys, xs = np.nonzero(r.mask)
+        if len(xs):
+            pad = 0.1 * max(np.ptp(xs), np.ptp(ys)) + 2
+            box = np.array([[max(0.0, xs.min() - pad), max(0.0, ys.min() - pad),
+                             min(float(w), xs.max() + 1 + pad), min(float(h), ys.max() + 1 + pad)]])
+        pred = predictor.predict(pts[None], labels[None], boxes=box, multimask_output=False)
+        masks.append(pred.best()[0][0])
+    masks = np.stack(masks)
+    shared = masks.sum(0) > 1
+    if shared.any():
+        ys, xs = np.nonzero(shared)
+        dist = np.stack([np.min(np.hypot(xs[:, None] - a.xy[None, :, 0],
+                                         ys[:, None] - a.xy[None, :, 1]), 1) for a in animals])
+        owner = dist.argmin(0)
+        masks[:, ys, xs] = False
+        masks[owner, ys, xs] = True
+    for m, r in zip(masks, results):
+        union = (m | r.mask).sum()
+        iou = (m & r.mask).sum() / union if union else 1.0
+        cues = {**r.cues, "prompted": float(min(1.0, 2.0 * (1.0 - iou)))}
+        out.append(AnimalResult(r.obj_id, m, max(cues.values()), cues))
     return out
 
 

@@ -59,6 +59,7 @@ from rodentseg.annotate.autolabel import (
     luma,
     masked_median_background,
     near_points,
+    prompt_masks,
 )
 from rodentseg.errors import RodentsegError
 from rodentseg.io.keypoints import Keypoints, read_keypoints
@@ -316,7 +317,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
               animals: int | None = None, slp_video: str | None = None,
               keypoint_scale: float = 1.0, min_likelihood: float | None = 0.5,
               max_frames: int = 300, params: LabelParams | None = None, empty: bool = False,
-              sources_root: str | Path | None = None, overwrite: bool = False,
+              sources_root: str | Path | None = None, model: str | None = None,
+              device: str = "auto", overwrite: bool = False,
               progress: bool = True) -> AutolabelSummary:
     """Label frames of ``video`` from keypoints and the video's background (module docstring).
 
@@ -336,6 +338,10 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
             get empty masks, as true negatives for training.
         sources_root: write ``sources.csv`` paths relative to this folder (a data root), so
             the masks can be kept without frames and found again on another machine.
+        model: a SAM-family model (hub id such as ``facebook/sam2.1-hiera-tiny``, a short name
+            such as ``sam2.1-tiny``, or a local folder) whose prompts are the keypoints
+            (:func:`rodentseg.annotate.autolabel.prompt_masks`); None: contrast only, offline.
+        device: where the model runs (``auto``, ``cpu``, ``cuda``).
 
     Returns:
         An :class:`AutolabelSummary`.
@@ -362,6 +368,11 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
         raise RodentsegError(f"--keypoints labels one video; got {len(inputs)} INPUTs")
     frames = Clips(inputs)
     shape = (frames.height, frames.width)
+    predictor = None
+    if model is not None:
+        from rodentseg.annotate.adapter import load_image_model
+
+        predictor = load_image_model(model, device)
     if keypoints is not None:
         kp = read_keypoints(keypoints, min_likelihood, video=slp_video, scale=keypoint_scale)
         priors, names = _priors_from_keypoints(kp, frames.positions(), len(frames), shape)
@@ -384,7 +395,7 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
     try:
         root = Path(sources_root).resolve() if sources_root is not None else None
         summary = _label_all(frames, todo, priors, names, bg, coverage, animals, params,
-                             partial, root, progress)
+                             partial, root, predictor, progress)
         run = {"rodentseg": __version__, "command": "autolabel",
                "video": [str(v.resolve()) for v in inputs] if len(inputs) > 1
                else str(inputs[0].resolve()),
@@ -392,7 +403,7 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
                "slp_video": slp_video, "keypoint_scale": keypoint_scale,
                "min_likelihood": min_likelihood, "max_frames": max_frames,
                "params": asdict(params), "individuals": {n: k + 1 for k, n in enumerate(names)},
-               "empty": empty, "background": "video" if bg is not None else "local",
+               "model": model, "empty": empty, "background": "video" if bg is not None else "local",
                **summary,
                "seconds": round(time.time() - t0, 1)}
         (partial / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -408,7 +419,7 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
 def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: list[str],
                bg: np.ndarray | None, coverage: np.ndarray | None, animals: int | None,
                params: LabelParams, partial: Path, sources_root: Path | None,
-               progress: bool) -> dict:
+               predictor, progress: bool) -> dict:
     """Label every frame of ``todo`` into ``partial``; the doubt's area cue needs each
     animal's median area, so files are written first and moved to ``left_out/`` after."""
     for sub in ("frames", "masks", "left_out/frames", "left_out/masks"):
@@ -425,6 +436,8 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
             ps = []
         present = [(k, p) for k, p in enumerate(ps) if p is not None]
         results = label_frame(frame, bg, [p for _, p in present], params, coverage=coverage)
+        if predictor is not None:
+            results = prompt_masks(predictor, frame, [p for _, p in present], results)
         label = np.zeros(frame.shape[:2], np.uint8 if len(names) < 256 else np.uint16)
         name, src = frames.name(f)
         part, j = frames.locate(f)
@@ -526,6 +539,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="most frames to label, spread evenly (default 300)")
     p.add_argument("--max-doubt", type=float, default=LabelParams.max_doubt,
                    help=f"leave out frames above this doubt (default {LabelParams.max_doubt})")
+    p.add_argument("--model", default=None,
+                   help="SAM-family model (hub id, short name or folder) prompted with the "
+                        "keypoints; default none (offline, contrast and keypoints only)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (with --model)")
     p.add_argument("--sources-root", type=Path, default=None,
                    help="write sources.csv paths relative to this data root (to keep masks "
                         "without their frames)")
@@ -575,6 +592,7 @@ def run_autolabel(args: argparse.Namespace) -> int:
                   slp_video=args.slp_video, keypoint_scale=args.keypoint_scale,
                   min_likelihood=args.min_likelihood, max_frames=args.max_frames,
                   params=params, empty=args.empty, sources_root=args.sources_root,
+                  model=args.model, device=args.device,
                   overwrite=args.overwrite,
                   progress=not args.quiet)
     print(f"{s.out}: {s.kept} of {s.labelled} frames labelled, {s.left_out} left out for doubt "
