@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -12,8 +13,9 @@ from rodentseg.cli import main
 from rodentseg.io.masks import iter_coco_frames
 from rodentseg.io.results import TRACK_COLUMNS
 from rodentseg.io.video import probe, read_frames
-from rodentseg.segment import SegmentOptions, segment_video
+from rodentseg.segment import SegmentOptions, segment_video, summary_line
 from rodentseg.types import body_centroid
+from tests.conftest import TRACKTOR_VIDEO, needs, write_video
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +165,58 @@ def test_cli_bad_options(tracktor_clip, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
         main(["segment", str(tracktor_clip), "--out", str(tmp_path)] + argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def specks_clip(tmp_path_factory):
+    """52 tracktor frames where the tracker finds more than the mouse: 118-149 (a dark fold
+    outside the arena, a track of 12 frames in this clip) then 365-384 (a cut-off tail tip on
+    373-374, clip frames 40-41)."""
+    frames = []
+    for first, batch in read_frames(TRACKTOR_VIDEO, 8):
+        frames += [f for k, f in enumerate(batch)
+                   if 118 <= first + k < 150 or 365 <= first + k < 385]
+        if first + len(batch) >= 385:
+            break
+    return write_video(tmp_path_factory.mktemp("clips") / "tracktor_specks.mp4", np.stack(frames))
+
+
+@needs(TRACKTOR_VIDEO)
+@pytest.mark.slow
+def test_demo_run_finds_one_animal_and_says_so(specks_clip, tmp_path, capsys):
+    """`rodentseg segment VIDEO --out DIR`, no --animals: one mouse, specks gone, one line."""
+    assert main(["segment", str(specks_clip), "--out", str(tmp_path), "--quiet",
+                 "--no-overlay"]) == 0
+    out, err = capsys.readouterr()
+    result = tmp_path / "tracktor_specks"
+    assert re.fullmatch(rf"tracktor_specks: 1 animal \(\d+ other tracks merged or dropped\), "
+                        rf"52 frames in \d+ s \([\d.]+ frames/s\) -> {re.escape(str(result))}\n",
+                        out), out
+    assert "frame/s" not in err  # --quiet: no progress bar, the summary line still printed
+    rows = list(csv.DictReader((result / "tracks.csv").open()))
+    assert {r["track_id"] for r in rows} == {"1"} and len(rows) == 52
+    run = json.loads((result / "run.json").read_text())
+    assert run["animals_found"] == 1 and run["tracks_not_animals"] >= 2
+    assert run["masks_merged"] >= 1 and run["masks_dropped"] >= 10  # tail tip; the fold
+    for f in (40, 41):  # the tail tip's pixels are the mouse's in every output
+        label = np.asarray(Image.open(result / "masks" / f"{f:06d}.png"))
+        assert set(np.unique(label)) == {0, 1} and int(rows[f]["area_px"]) == (label == 1).sum()
+    assert all((fm.to_label_image() == np.asarray(
+        Image.open(result / "masks" / f"{fm.frame_idx:06d}.png"))).all()
+        for fm in iter_coco_frames(result / "masks.json"))
+    assert summary_line(result) == out.strip()
+
+
+def test_summary_line_counts_animals(tmp_path):
+    """The line is made from run.json; a result made before it counted animals uses
+    summary.csv."""
+    res = tmp_path / "cage3"
+    res.mkdir()
+    run = {"frame_count": 900, "timings": {"total_s": 30.0}, "animals_found": 2,
+           "tracks_not_animals": 0}
+    (res / "run.json").write_text(json.dumps(run))
+    assert summary_line(res) == f"cage3: 2 animals, 900 frames in 30 s (30.0 frames/s) -> {res}"
+    del run["animals_found"]
+    (res / "run.json").write_text(json.dumps(run))
+    (res / "summary.csv").write_text("track_id,frames\n1,900\n")
+    assert summary_line(res).startswith("cage3: 1 animal, 900 frames")

@@ -48,6 +48,10 @@ def _add_segment(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8, help="frames per model call")
     p.add_argument("--min-area", type=_positive_int, default=30,
                    help="smallest animal in pixels (default 30)")
+    p.add_argument("--probation", type=int, default=30, metavar="FRAMES",
+                   help="without --animals: a new track counts as an animal once found on half "
+                        "of its first FRAMES frames; shorter-lived ones join their animal "
+                        "(tail tips) or are dropped (default 30; 0 keeps every track)")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--px-per-cm", type=float, default=None,
                    help="image scale in pixels per cm, for speeds and distances in cm")
@@ -76,7 +80,7 @@ def _add_segment(sub) -> None:
 
 def _run_segment(args) -> int:
     from rodentseg.engine import expand_videos
-    from rodentseg.segment import SegmentOptions, segment_videos
+    from rodentseg.segment import SegmentOptions, segment_videos, summary_line
 
     args.videos = expand_videos(args.videos)
     if (args.eval or args.eval_only) and len(args.videos) != 1:
@@ -91,7 +95,7 @@ def _run_segment(args) -> int:
         return _evaluate_result(result, args)
     opts = SegmentOptions(animals=args.animals, batch_size=args.batch_size,
                           min_area=args.min_area, overlay=not args.no_overlay,
-                          px_per_cm=args.px_per_cm)
+                          px_per_cm=args.px_per_cm, probation=args.probation)
     if args.engine == "ray":
         from rodentseg.engine import segment_videos_ray
 
@@ -104,7 +108,7 @@ def _run_segment(args) -> int:
                                       overwrite=args.overwrite, progress=not args.quiet,
                                       runtime=args.runtime)
     for d in done:
-        print(f"wrote {d}")
+        print(summary_line(d))  # also with --quiet, which only hides the progress bar
     for video, msg in failed.items():
         print(f"error: {msg}", file=sys.stderr)
     if failed:

@@ -8,11 +8,14 @@ model weights and options) are skipped. Memory stays constant: frames are decode
 written batch by batch; decoding, and identities plus writing, run on two threads beside the
 model's, and the writing of one batch overlaps the model call of the next; glibc's heap keeps its
 memory between batches and gives its free pages back every :data:`TRIM_EVERY` frames
-(:mod:`rodentseg.heap`).
+(:mod:`rodentseg.heap`). Without a known number of animals, tracks are confirmed as animals
+after a probation (:mod:`rodentseg.track.probation`): short-lived specks are dropped, cut-off
+tail pieces join their animal.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -35,10 +38,11 @@ from rodentseg.io.results import (
 from rodentseg.io.video import probe, read_frames, sha256_input
 from rodentseg.models import Segmenter, load_model
 from rodentseg.track.instances import split_instances
+from rodentseg.track.probation import Probation
 from rodentseg.track.readouts import finalize
 from rodentseg.track.tracker import Tracker
 
-__all__ = ["TRACK_COLUMNS", "SegmentOptions", "segment_video", "segment_videos"]
+__all__ = ["TRACK_COLUMNS", "SegmentOptions", "segment_video", "segment_videos", "summary_line"]
 
 TRIM_EVERY = 256  # frames between returns of the heap's free pages (rodentseg.heap)
 
@@ -53,6 +57,9 @@ class SegmentOptions:
         min_area: smallest animal in pixels (smaller specks join a neighbour or are dropped).
         overlay: write ``overlay.mp4``.
         px_per_cm: image scale, for speeds and distances in cm (None: pixels only).
+        probation: without ``animals``, frames a new track is on probation before it counts
+            as an animal (found on half of them; :class:`rodentseg.track.probation.Probation`,
+            which gives the trade-offs); 0 keeps every track. Ignored with ``animals``.
     """
 
     animals: int | None = None
@@ -60,6 +67,7 @@ class SegmentOptions:
     min_area: int = 30
     overlay: bool = True
     px_per_cm: float | None = None
+    probation: int = 30
 
     def __post_init__(self):
         if self.px_per_cm is not None and not self.px_per_cm > 0:
@@ -68,6 +76,8 @@ class SegmentOptions:
             raise RodentsegError(f"--animals must be between 1 and 255, got {self.animals}")
         if self.batch_size < 1:
             raise RodentsegError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.probation < 0:
+            raise RodentsegError(f"--probation must be >= 0 frames, got {self.probation}")
 
 
 def segment_video(video: str | Path, out: str | Path, model: Segmenter,
@@ -105,6 +115,8 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
                   "skipped")
         return out / video.stem
     tracker = Tracker(n_animals=opts.animals)
+    probation = None if opts.animals is not None else Probation(opts.probation,
+                                                                 n_frames=info.frame_count)
     timings = {"decode_s": 0.0, "model_s": 0.0, "instances_s": 0.0, "write_s": 0.0}
     n_frames = 0
     batches = read_frames(video, opts.batch_size)
@@ -117,17 +129,21 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
 
     def identify(first, frames, probs) -> list:
         t = time.perf_counter()
-        results = []
+        results = []  # (masks, frame) ready to write
         for k, prob in enumerate(probs):
             inst = split_instances(prob, model.pre.threshold, opts.animals, opts.min_area,
                                    priors=tracker.predicted_centroids())
-            results.append(tracker.update(first + k, inst.masks, inst.scores, frame=frames[k]))
+            fm = tracker.update(first + k, inst.masks, inst.scores, frame=frames[k])
+            if probation is None:
+                results.append((fm, frames[k]))
+            else:
+                results += probation.push(fm, frames[k] if opts.overlay else None)
         timings["instances_s"] += time.perf_counter() - t
         return results
 
-    def write(frames, results) -> None:
+    def write(results) -> None:
         t = time.perf_counter()
-        for frame, fm in zip(frames, results):
+        for fm, frame in results:
             writer.write(fm, frame)
         timings["write_s"] += time.perf_counter() - t
 
@@ -152,7 +168,7 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
                 del probs
                 if written is not None:
                     written.result()  # done by now (same thread); raises its error
-                written = post.submit(write, frames, results)
+                written = post.submit(write, results)
                 n_frames += len(frames)
                 if n_frames // TRIM_EVERY > (n_frames - len(frames)) // TRIM_EVERY:
                     trim_heap()
@@ -161,14 +177,17 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
                     on_batch(n_frames)
             if written is not None:
                 written.result()
+            if probation is not None:
+                write(probation.flush())
         finally:
             bar.close()
             reader.shutdown()
             post.shutdown()  # waits for a batch still being written
             batches.close()
         writer.close()
+        events = tracker.events if probation is None else probation.events(tracker.events)
         finalize(partial, info.fps, info.width, info.height, px_per_cm=opts.px_per_cm,
-                 events=tracker.events, n_frames=n_frames)
+                 events=events, n_frames=n_frames)
     total = time.perf_counter() - t_start
     run = {
         "rodentseg_version": __version__,
@@ -180,10 +199,35 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
         "fps": info.fps, "frame_count": n_frames, "width": info.width, "height": info.height,
         "duration_s": round(n_frames / info.fps, 3), "codec": info.codec,
         "device": str(model.device), "python": platform.python_version(),
+        "animals_found": len(writer.track_ids),
+        "tracks_not_animals": 0 if probation is None else probation.rejected,
+        "masks_merged": 0 if probation is None else probation.merged,
+        "masks_dropped": 0 if probation is None else probation.dropped,
         "timings": {**{k: round(v, 3) for k, v in timings.items()}, "total_s": round(total, 3),
                     "fps": round(n_frames / total, 2)},
     }
     return publish(partial, run)
+
+
+def summary_line(folder: str | Path) -> str:
+    """One line about a finished ``segment`` result, from its ``run.json``.
+
+    For example ``mouse_video: 1 animal, 10000 frames in 331 s (30.2 frames/s) ->
+    runs/demo/mouse_video``; the tracks that were not animals
+    (:mod:`rodentseg.track.probation`), if any, in brackets after the animals.
+    """
+    folder = Path(folder)
+    run = json.loads((folder / "run.json").read_text())
+    n = run.get("animals_found")
+    if n is None:  # a result written before run.json counted them: one summary row each
+        with (folder / "summary.csv").open() as f:
+            n = sum(1 for _ in f) - 1
+    animals = f"{n} animal{'' if n == 1 else 's'}"
+    if run.get("tracks_not_animals"):
+        animals += f" ({run['tracks_not_animals']} other tracks merged or dropped)"
+    frames, seconds = run["frame_count"], run["timings"]["total_s"]
+    return (f"{folder.name}: {animals}, {frames} frames in {seconds:.0f} s "
+            f"({frames / max(seconds, 1e-3):.1f} frames/s) -> {folder}")
 
 
 def segment_videos(videos: list[str | Path], out: str | Path, model_name: str, device: str,

@@ -61,6 +61,9 @@ class ResultWriter(AtomicWriter):
         width, height: frame size in pixels.
         fps: frame rate, for ``time_s`` and the overlay.
         overlay: write ``overlay.mp4`` (then :meth:`write` needs each frame's pixels).
+
+    Attributes:
+        track_ids: the ids written so far.
     """
 
     def __init__(self, folder: Path, width: int, height: int, fps: float, overlay: bool = True):
@@ -73,12 +76,14 @@ class ResultWriter(AtomicWriter):
         self._table.writerow(TRACK_COLUMNS)
         self._video = VideoWriter(self.folder / "overlay.mp4", width, height, fps) if overlay \
             else None
+        self.track_ids: set[int] = set()
 
     def write(self, fm: FrameMasks, frame: np.ndarray | None = None) -> None:
         """Record one frame's masks; ``frame`` (H, W, 3) uint8 RGB is needed for the overlay."""
         write_label_png(self.folder / "masks" / f"{fm.frame_idx:06d}.png", fm)
         self._coco.add(fm)
         self._table.writerows(track_rows(fm, self.fps))
+        self.track_ids.update(fm.obj_ids.tolist())
         if self._video is not None:
             if frame is None:
                 raise ValueError("this writer makes an overlay: pass the frame's pixels")
