@@ -109,6 +109,8 @@ class LabelParams:
         max_doubt: frames with an animal above this doubt are left out.
         min_coverage: an animal's video background is trusted where at least this fraction of
             the background frames saw its place free (else a local background is used).
+        hull: 1 adds the convex hull of the body keypoints (near the contrast mask) to the
+            mask, 0 does not.
     """
 
     frac: float = 0.4
@@ -120,6 +122,7 @@ class LabelParams:
     tail_width_frac: float = 0.02
     max_doubt: float = 0.5
     min_coverage: float = 0.25
+    hull: float = 1.0
 
 
 @dataclass
@@ -243,7 +246,8 @@ def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
     """The mask of one animal from the contrast map ``c`` (frame minus background, luma).
 
     Returns:
-        mask (H, W) bool, contrast level, threshold.
+        mask (H, W) bool, contrast level, threshold, and the mask the contrast alone found
+        (before the keypoints' hull and the traced tail).
     """
     shape = c.shape
     sign, level = _contrast_level(c, animal)
@@ -253,7 +257,7 @@ def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
     body = ndimage.binary_opening(fg, disk(p.open_frac * animal.length_px))
     lab, n = ndimage.label(body)
     if n == 0:
-        return body, level, thr
+        return body, level, thr, body
     touch = near_points(shape, animal.body_xy, max(3.0, p.open_frac * animal.length_px + 2))
     keep = np.unique(lab[touch & (lab > 0)])
     body = np.isin(lab, keep)
@@ -262,11 +266,17 @@ def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
     # farther than the opening's radius from what it kept
     r_open = max(1.0, p.open_frac * animal.length_px)
     whole = body | (fg & ndimage.binary_dilation(body, disk(r_open + 1)))
+    seen = ndimage.binary_fill_holes(whole)  # what the contrast alone found
+    if p.hull and whole.any():
+        # the body keypoints span the trunk (paws and a side view's feet included): what lies
+        # between them is animal even where its fur is shaded down to the floor's level
+        whole |= hull_mask(shape, animal.body_xy) & ndimage.binary_dilation(
+            whole, disk(0.25 * animal.length_px))
     whole = ndimage.binary_fill_holes(whole)
     if animal.tail_base is not None:
         other = ndimage.binary_dilation((lab > 0) & ~body, disk(2))
         whole |= trace_tail(sc, whole, animal, level, p) & ~other
-    return ndimage.binary_fill_holes(whole), level, thr
+    return ndimage.binary_fill_holes(whole), level, thr, seen
 
 
 def trace_tail(sc: np.ndarray, body: np.ndarray, animal: AnimalPrior, level: float,
@@ -371,8 +381,11 @@ def _walk(smooth: np.ndarray, body: np.ndarray, pos: np.ndarray, heading: np.nda
     return path
 
 
-def _doubt(mask: np.ndarray, animal: AnimalPrior, level: float, thr: float, p: LabelParams,
-           others: np.ndarray, median_area: float | None) -> dict:
+def _doubt(mask: np.ndarray, seen: np.ndarray, animal: AnimalPrior, level: float,
+           p: LabelParams, others: np.ndarray, median_area: float | None) -> dict:
+    """The cues of :data:`DOUBT_CUES` for one animal's final ``mask``; ``seen`` is the part
+    the contrast found by itself (the keypoints are checked against it, not against their own
+    hull)."""
     h, w = mask.shape
     cues = dict.fromkeys(DOUBT_CUES, 0.0)
     area = int(mask.sum())
@@ -381,8 +394,8 @@ def _doubt(mask: np.ndarray, animal: AnimalPrior, level: float, thr: float, p: L
         return cues
     pts = np.floor(animal.body_xy + 0.5).astype(np.int64)
     ok = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
-    if ok.any():  # clicked points sit on the outline (a pale snout tip): a few px of slack
-        near = ndimage.binary_dilation(mask, disk(max(2.0, 0.03 * animal.length_px)))
+    if ok.any():  # clicked points sit on the outline (a pale snout tip): some slack
+        near = ndimage.binary_dilation(seen, disk(max(2.0, 0.05 * animal.length_px)))
         outside = 1.0 - near[pts[ok, 1], pts[ok, 0]].mean()
         cues["keypoints"] = min(1.0, outside / 0.6)  # 30% of the points outside -> 0.5
     if median_area:
@@ -449,9 +462,11 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
                 bg = None
         if bg is None:
             bg = local_background(y[win], a.length_px)
-        mask, level, thr = _animal_mask(y[win] - bg, local, p)
+        mask, level, thr, seen = _animal_mask(y[win] - bg, local, p)
         masks[k][win] = mask
-        results.append((masks[k], level, thr))
+        seen_full = np.zeros(y.shape, bool)
+        seen_full[win] = seen
+        results.append((seen_full, level, thr))
     if len(animals) > 1:
         shared = masks.sum(0) > 1
         if shared.any():
@@ -467,7 +482,7 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
         others = masks[np.arange(len(animals)) != k].any(0) if len(animals) > 1 else masks[:0]
         others = others if len(animals) > 1 else np.zeros(y.shape, bool)
         area = (median_areas or {}).get(k + 1)
-        cues = _doubt(masks[k], a, level, thr, p, others, area)
+        cues = _doubt(masks[k], results[k][0], a, level, p, others, area)
         out.append(AnimalResult(k + 1, masks[k], max(cues.values()), cues))
     return out
 
