@@ -160,6 +160,22 @@ def disk(radius: float) -> np.ndarray:
     return x * x + y * y <= r * r
 
 
+def grow(mask: np.ndarray, radius: float) -> np.ndarray:
+    """``mask`` dilated by a disk of ``radius`` pixels (Euclidean distance transform: the cost
+    does not grow with the radius, unlike a structuring element)."""
+    if not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_edt(~mask) <= max(1, round(radius))
+
+
+def shrink_open(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Morphological opening of ``mask`` by a disk of ``radius`` pixels, by distance transforms
+    (erosion: farther than the radius from the background; dilation back the same way)."""
+    r = max(1, round(radius))
+    core = ndimage.distance_transform_edt(mask) > r
+    return grow(core, r) & mask if core.any() else core
+
+
 def near_points(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
     """(H, W) bool: pixels within ``radius`` pixels of any of the (P, 2) (x, y) points."""
     seeds = np.zeros(shape, bool)
@@ -254,7 +270,7 @@ def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
     thr = max(p.min_contrast, p.frac * level)
     sc = sign * ndimage.gaussian_filter(c, 1.0)
     fg = (sc > thr) & near_points(shape, animal.xy, p.region_frac * animal.length_px)
-    body = ndimage.binary_opening(fg, disk(p.open_frac * animal.length_px))
+    body = shrink_open(fg, p.open_frac * animal.length_px)
     lab, n = ndimage.label(body)
     if n == 0:
         return body, level, thr, body
@@ -265,13 +281,12 @@ def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
     # thin things that touch the body (floor lines, the tail's shadow copies): those are
     # farther than the opening's radius from what it kept
     r_open = max(1.0, p.open_frac * animal.length_px)
-    whole = body | (fg & ndimage.binary_dilation(body, disk(r_open + 1)))
+    whole = body | (fg & grow(body, r_open + 1))
     seen = ndimage.binary_fill_holes(whole)  # what the contrast alone found
     if p.hull and whole.any():
         # the body keypoints span the trunk (paws and a side view's feet included): what lies
         # between them is animal even where its fur is shaded down to the floor's level
-        whole |= hull_mask(shape, animal.body_xy) & ndimage.binary_dilation(
-            whole, disk(0.25 * animal.length_px))
+        whole |= hull_mask(shape, animal.body_xy) & grow(whole, 0.25 * animal.length_px)
     whole = ndimage.binary_fill_holes(whole)
     if animal.tail_base is not None:
         other = ndimage.binary_dilation((lab > 0) & ~body, disk(2))
@@ -395,7 +410,7 @@ def _doubt(mask: np.ndarray, seen: np.ndarray, animal: AnimalPrior, level: float
     pts = np.floor(animal.body_xy + 0.5).astype(np.int64)
     ok = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
     if ok.any():  # clicked points sit on the outline (a pale snout tip): some slack
-        near = ndimage.binary_dilation(seen, disk(max(2.0, 0.05 * animal.length_px)))
+        near = grow(seen, max(2.0, 0.05 * animal.length_px))
         outside = 1.0 - near[pts[ok, 1], pts[ok, 0]].mean()
         cues["keypoints"] = min(1.0, outside / 0.6)  # 30% of the points outside -> 0.5
     if median_area:
