@@ -18,15 +18,19 @@ class SplitConfig:
     """Train/validation split (see :func:`rodentseg.train.datasets.split_dataset`).
 
     Attributes:
-        by: ``frame`` (the last ``val_fraction`` of each video's frames in time order) or
-            ``video`` (whole videos held out).
+        by: ``frame`` (the last ``val_fraction`` of each video's frames in time order),
+            ``video`` (whole videos held out) or ``setup`` (every frame of the ``holdout``
+            setups held out: leave one setup out).
         val_fraction: share of frames (or videos) held out.
         seed: which videos are held out with ``by: video``.
+        holdout: ``by: setup``: the setups to validate on (names as
+            :func:`rodentseg.train.datasets.setup_name` gives them, e.g. ``[vame-bottomup]``).
     """
 
     by: str = "frame"
     val_fraction: float = 0.2
     seed: int = 0
+    holdout: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -55,8 +59,12 @@ class RunConfig:
     Attributes:
         recipe: a name in :data:`rodentseg.train.recipe.RECIPES`.
         name: the run's name (model name in ``run.json`` of later segmentations).
-        data: dataset folder or file (:func:`rodentseg.train.datasets.load_dataset`).
-        format: dataset format, or ``auto``.
+        data: dataset folder or file, or a list of them
+            (:func:`rodentseg.train.datasets.load_datasets`: a folder of ``labels`` parts such
+            as ``data/labels/sleap-homecage`` is all of its parts; each frame knows its setup).
+        data_root: the folder the ``labels`` layout's relative sources are found in
+            (``sources.csv`` written by ``rodentseg autolabel --sources-root``).
+        format: dataset format (of every listed dataset), or ``auto``.
         out: run directory (``runs/<name>``); a run found there is resumed.
         steps: optimiser steps; each consumes ``grad_accum`` batches of ``batch_size``.
         lr, weight_decay, warmup: AdamW with linear warm-up then cosine decay to 0.
@@ -73,7 +81,8 @@ class RunConfig:
 
     recipe: str = "scratch-tiny"
     name: str = "rodentseg-tiny"
-    data: str = "../shared/data/openfield-m4s1"
+    data: str | list[str] = "../shared/data/openfield-m4s1"
+    data_root: str = "../shared/data"
     format: str = "auto"
     split: SplitConfig = field(default_factory=SplitConfig)
     out: str = "runs/rodentseg-tiny"
@@ -116,6 +125,18 @@ class RunConfig:
         for key, value in checks:
             if not isinstance(value, dict):
                 raise RodentsegError(f"config key {key!r} must be a mapping, got {value!r}")
+        data = cfg.data if isinstance(cfg.data, list) else [cfg.data]
+        if not data or not all(isinstance(x, str) and x for x in data):
+            raise RodentsegError(f"data must be a dataset path or a non-empty list of them; got "
+                                 f"{cfg.data!r}")
+        holdout = cfg.split.holdout
+        if holdout is None:
+            cfg.split.holdout = holdout = []
+        if isinstance(holdout, str):  # --set split.holdout=vame-bottomup
+            cfg.split.holdout = holdout = [holdout]
+        if not isinstance(holdout, list) or not all(isinstance(x, str) for x in holdout):
+            raise RodentsegError(f"split.holdout must be a list of setup names, e.g. "
+                                 f"[vame-bottomup]; got {holdout!r}")
         if cfg.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise RodentsegError(f"mixed_precision must be auto, no, fp16 or bf16; got "
                                  f"{cfg.mixed_precision!r}")

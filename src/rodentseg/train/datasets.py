@@ -2,10 +2,13 @@
 
 Every dataset is a :class:`SegDataset`: ``len(ds)`` and ``ds[i]`` ->
 ``{"image": (H, W, 3) uint8 RGB, "mask": (H, W) int32 instance ids (0 = background),
-"name": str, "video": str}`` (the contract of :mod:`rodentseg.train.recipe`). ``video`` names the
-sequence a frame comes from (split by video); a single-image dataset uses the file stem. Items
-of one video are in time order. A file is read per ``ds[i]``; headers (sizes, band layouts) are
-checked when the dataset is built, so a mismatch fails before training starts.
+"name": str, "video": str, "setup": str}`` (the contract of :mod:`rodentseg.train.recipe`).
+``video`` names the sequence a frame comes from (split by video); a single-image dataset uses
+the file stem. ``setup`` names the camera setup (:func:`setup_name`: ``data/labels/<setup>/...``
+or the dataset folder's name; split by setup). Items of one video are in time order. A file is
+read per ``ds[i]``; headers (sizes, band layouts) are checked when the dataset is built, so a
+mismatch fails before training starts. :func:`load_datasets` joins several datasets (and
+folders of ``labels`` parts) into one.
 
 Layouts found by :func:`load_dataset` (``format="auto"``), in this order of preference:
 
@@ -33,7 +36,7 @@ import csv
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,12 +195,15 @@ class GeoMask(ImageFile):
 
 @dataclass(frozen=True)
 class Sample:
-    """Where one item's pixels come from: ``image``/``mask`` have ``read()`` and ``size()``."""
+    """Where one item's pixels come from: ``image``/``mask`` have ``read()`` and ``size()``;
+    ``setup`` names the camera setup (arena, view, lighting) the frame was filmed in
+    (:func:`setup_name`)."""
 
     name: str
     video: str
     image: object
     mask: object
+    setup: str = ""
 
 
 class SegDataset(Sequence):
@@ -230,7 +236,7 @@ class SegDataset(Sequence):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict:
-        """Item ``i``: image (H, W, 3) uint8 RGB, mask (H, W) int32, name, video.
+        """Item ``i``: image (H, W, 3) uint8 RGB, mask (H, W) int32, name, video, setup.
 
         Raises:
             IndexError: ``i`` out of range. RodentsegError: a file cannot be read or decoded.
@@ -245,7 +251,8 @@ class SegDataset(Sequence):
             if image.shape[:2] != mask.shape:
                 raise RodentsegError(f"{s.name}: image {image.shape[:2]} and mask {mask.shape} "
                                      "differ in size (H, W); expected equal sizes")
-            item = {"image": image, "mask": mask, "name": s.name, "video": s.video}
+            item = {"image": image, "mask": mask, "name": s.name, "video": s.video,
+                    "setup": s.setup}
             if self.cache:
                 self._cache[i] = item
         return {**item, "image": item["image"].copy(), "mask": item["mask"].copy()}
@@ -259,6 +266,11 @@ class SegDataset(Sequence):
     def videos(self) -> list[str]:
         """The video of each item (not unique)."""
         return [s.video for s in self.samples]
+
+    @property
+    def setups(self) -> list[str]:
+        """The setup of each item (not unique; :func:`setup_name`)."""
+        return [s.setup for s in self.samples]
 
     def subset(self, indices: Sequence[int]) -> SegDataset:
         """The items at ``indices``, in that order (sizes are not re-checked)."""
@@ -557,11 +569,82 @@ def load_dataset(path: str | Path, format: str = "auto", *, images: str | Path |
         samples = _coco_layout(json_path, Path(images) if images else None, video)
     else:
         samples = _geotiff_layout(path)
-    return SegDataset(samples, cache=cache)
+    setup = setup_name(path)
+    return SegDataset([replace(s, setup=setup) for s in samples], cache=cache)
+
+
+def setup_name(path: str | Path) -> str:
+    """The setup a dataset belongs to: the folder after the last ``labels`` in its path
+    (``data/labels/<setup>/<part>`` -> ``<setup>``, as ``rodentseg autolabel`` output is kept),
+    else the dataset folder's own name (``../shared/data/openfield-m4s1`` ->
+    ``openfield-m4s1``; a COCO file: its folder's name)."""
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        p = p.parent
+    parts = p.parts
+    if "labels" in parts[:-1]:
+        return parts[len(parts) - parts[::-1].index("labels")]
+    return p.resolve().name if p.name in ("", ".", "..") else p.name
+
+
+def dataset_parts(path: str | Path) -> list[Path]:
+    """``[path]`` when ``path`` is a dataset (:func:`detect_format`); for a folder of
+    ``labels`` parts (``data/labels/sleap-homecage/`` holding ``minimal_top/``,
+    ``minimal_side/``, ... each with ``masks/`` + ``sources.csv``, at any depth), the parts in
+    name order.
+
+    Raises:
+        RodentsegError: ``path`` is neither (the message lists the layouts).
+    """
+    path = Path(path)
+    try:
+        detect_format(path)
+        return [path]
+    except RodentsegError as e:
+        if not path.is_dir():
+            raise
+        parts = sorted(t.parent for t in path.rglob("sources.csv") if (t.parent / "masks").is_dir())
+        if not parts:
+            raise RodentsegError(f"{e}; or a folder of labels parts (subfolders with masks/ + "
+                                 "sources.csv)") from None
+        return parts
+
+
+def load_datasets(paths: str | Path | Sequence[str | Path], format: str = "auto", *,
+                  data_root: str | Path | None = None, cache: bool = False) -> SegDataset:
+    """Several datasets as one, each frame tagged with its setup (:func:`setup_name` of the
+    path as listed; the parts of a folder of ``labels`` parts take the folder's setup).
+
+    Args:
+        paths: one dataset path or a list of them; each a dataset (:func:`load_dataset`) or a
+            folder of ``labels`` parts (:func:`dataset_parts`).
+        format: the format of every part (``auto``: detected per part).
+        data_root: ``labels``: the folder relative sources are found in.
+        cache: see :class:`SegDataset`.
+
+    Raises:
+        RodentsegError: no paths, a path listed twice (also as a part of a listed folder), or
+            what :func:`load_dataset` raises for a part.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise RodentsegError("expected at least one dataset path; got an empty list")
+    samples, seen = [], {}
+    for path in paths:
+        setup = setup_name(path)
+        for part in dataset_parts(path):
+            key = part.resolve()
+            if key in seen:
+                raise RodentsegError(f"dataset {part} is listed twice (also as {seen[key]}); "
+                                     "list each dataset once")
+            seen[key] = part
+            ds = load_dataset(part, format, data_root=data_root)
+            samples += [replace(s, setup=setup) for s in ds.samples]
+    return SegDataset(samples, cache=cache, check=False)  # each part was checked when loaded
 
 
 def split_dataset(ds: SegDataset, by: str = "frame", val_fraction: float = 0.2,
-                  seed: int = 0) -> tuple[SegDataset, SegDataset]:
+                  seed: int = 0, holdout: Sequence[str] = ()) -> tuple[SegDataset, SegDataset]:
     """Train/validation split, stated in the run's config (see :func:`describe_split`).
 
     ``by="frame"``: the last ``val_fraction`` of each video's frames, in time order, is val
@@ -570,17 +653,26 @@ def split_dataset(ds: SegDataset, by: str = "frame", val_fraction: float = 0.2,
     datasets) are pooled and split the same way in dataset order. ``by="video"``: whole videos
     go to val, ``max(1, round(n_videos x val_fraction))`` of them (at least one stays in train),
     chosen by a permutation of the sorted video names with ``numpy.random.default_rng(seed)``.
-    ``seed`` is unused for ``by="frame"``.
+    ``by="setup"``: every frame of the ``holdout`` setups is val, the other setups train (leave
+    one setup out: how a model does on a setup it never saw). A video is named by its setup and
+    its name, so videos of the same name in two setups are two videos. ``seed`` is used by
+    ``by="video"`` only, ``holdout`` by ``by="setup"`` only.
 
     Raises:
         RodentsegError: ``by`` unknown, ``val_fraction`` outside (0, 1), ``by="video"`` with one
-            video, or a split that leaves train or val empty.
+            video, ``by="setup"`` without ``holdout`` or with a setup the dataset does not have
+            (the message lists its setups), ``holdout`` with another ``by``, or a split that
+            leaves train or val empty.
     """
     if not 0 < val_fraction < 1:
         raise RodentsegError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    groups: dict[str, list[int]] = {}
-    for i, v in enumerate(ds.videos):
-        groups.setdefault(v, []).append(i)
+    holdout = [holdout] if isinstance(holdout, str) else list(holdout or ())
+    if holdout and by != "setup":
+        raise RodentsegError(f"holdout {holdout} needs split by 'setup', not {by!r}; set "
+                             "split.by=setup (or drop split.holdout)")
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(ds.videos, ds.setups)):
+        groups.setdefault(key, []).append(i)
     if by == "frame":
         singles = [g[0] for g in groups.values() if len(g) == 1]
         blocks = [g for g in groups.values() if len(g) > 1] + ([singles] if singles else [])
@@ -592,14 +684,30 @@ def split_dataset(ds: SegDataset, by: str = "frame", val_fraction: float = 0.2,
     elif by == "video":
         if len(groups) < 2:
             raise RodentsegError(f"split by video needs at least 2 videos, the dataset has "
-                                 f"{len(groups)} ({list(groups)}); use by='frame'")
+                                 f"{len(groups)} ({[v for v, _ in groups]}); use by='frame'")
         n_val = min(len(groups) - 1, max(1, round(len(groups) * val_fraction)))
-        order = np.random.default_rng(seed).permutation(sorted(groups))
-        val_videos = set(order[:n_val].tolist())
-        train = [i for i, v in enumerate(ds.videos) if v not in val_videos]
-        val = [i for i, v in enumerate(ds.videos) if v in val_videos]
+        keys = sorted(groups)
+        order = np.random.default_rng(seed).permutation(len(keys))
+        val = sorted(i for k in order[:n_val] for i in groups[keys[k]])
+        train = sorted(set(range(len(ds))) - set(val))
+    elif by == "setup":
+        setups = sorted(set(ds.setups))
+        if not holdout:
+            raise RodentsegError(f"split by setup needs split.holdout: [the setups to validate "
+                                 f"on], e.g. --set split.holdout=[{setups[-1]}]; the data has "
+                                 f"setups {setups}")
+        unknown = sorted(set(holdout) - set(setups))
+        if unknown:
+            raise RodentsegError(f"holdout setup(s) {unknown} are not in the data; its setups "
+                                 f"are {setups}")
+        val = [i for i, s in enumerate(ds.setups) if s in set(holdout)]
+        train = [i for i, s in enumerate(ds.setups) if s not in set(holdout)]
+        if not train:
+            raise RodentsegError(f"holdout {holdout} holds out every setup of the data; keep at "
+                                 "least one setup to train on")
     else:
-        raise RodentsegError(f"split by {by!r}: expected 'frame' or 'video'")
+        raise RodentsegError(f"split by {by!r}: expected 'frame' or 'video', or 'setup' with "
+                             "split.holdout")
     if not train or not val:
         raise RodentsegError(f"val_fraction {val_fraction} split {len(ds)} frames into "
                              f"{len(train)} train and {len(val)} val; expected both non-empty")
@@ -607,12 +715,17 @@ def split_dataset(ds: SegDataset, by: str = "frame", val_fraction: float = 0.2,
 
 
 def describe_split(train: SegDataset, val: SegDataset) -> dict:
-    """The split as the run's config records it: counts, video names, val frame names.
+    """The split as the run's config records it: counts, setups, video names, val frame names.
 
     Returns:
-        ``{"n_train": int, "n_val": int, "train_videos": [str], "val_videos": [str],
-        "val_frames": [str]}`` (videos sorted; frame names in dataset order).
+        ``{"n_train": int, "n_val": int, "train_setups": {setup: n_frames}, "val_setups":
+        {setup: n_frames}, "train_videos": [str], "val_videos": [str], "val_frames": [str]}``
+        (setups and videos sorted; frame names in dataset order).
     """
+    def count(ds: SegDataset) -> dict[str, int]:
+        return {s: ds.setups.count(s) for s in sorted(set(ds.setups))}
+
     return {"n_train": len(train), "n_val": len(val),
+            "train_setups": count(train), "val_setups": count(val),
             "train_videos": sorted(set(train.videos)), "val_videos": sorted(set(val.videos)),
             "val_frames": val.names}

@@ -119,9 +119,11 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
 
     Returns:
         The final scores (also in ``scores.yaml``): ``val_miou`` (mean IoU over validation
-        frames), ``val_min_iou``, ``val_jf`` (DAVIS J&F mean), ``trainable_params``,
-        ``total_params``, ``train_time_s`` (optimiser steps and evaluations), ``setup_time_s``
-        (the recipe's one-off preparation, e.g. caching embeddings), ``peak_rss_mb`` (and ``peak_gpu_mb`` on a GPU), ...
+        frames), ``val_min_iou``, ``val_jf`` (DAVIS J&F mean), ``val_miou_by_setup``
+        (``{setup: mean IoU}``), ``train_setups`` / ``val_setups`` (``{setup: frames}``),
+        ``trainable_params``, ``total_params``, ``train_time_s`` (optimiser steps and
+        evaluations), ``setup_time_s`` (the recipe's one-off preparation, e.g. caching
+        embeddings), ``peak_rss_mb`` (and ``peak_gpu_mb`` on a GPU), ...
 
     Raises:
         RodentsegError: unknown recipe or option, unreadable data, or an empty split.
@@ -129,7 +131,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from rodentseg.train.datasets import describe_split, load_dataset, split_dataset
+    from rodentseg.train.datasets import describe_split, load_datasets, split_dataset
 
     factory = recipe_factory(cfg.recipe)
     set_seed(cfg.seed)
@@ -140,9 +142,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     recipe = factory(cfg.model, cfg.augment, seed=cfg.seed + acc.process_index)  # checks options
     switches = _finish_switches(recipe, cfg)
     out = Path(cfg.out)
-    data = load_dataset(cfg.data, cfg.format)
+    data = load_datasets(cfg.data, cfg.format, data_root=cfg.data_root)
     train_set, val_set = split_dataset(data, by=cfg.split.by, val_fraction=cfg.split.val_fraction,
-                                       seed=cfg.split.seed)
+                                       seed=cfg.split.seed, holdout=cfg.split.holdout)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         resolved = cfg.to_dict() | {"resolved_split": describe_split(train_set, val_set)}
@@ -204,8 +206,11 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
                 f.write(f"{done},{np.mean(losses[-eval_every * cfg.grad_accum:]):.5f},"
                         f"{lr_at(step, cfg):.6g},{s['iou'].mean():.5f},{s['iou'].min():.5f},"
                         f"{jf:.5f},{time.perf_counter() - t0:.1f}\n")
+            by_setup = per_setup(s["iou"], val_set)
             bar.write(f"step {done}: val mean IoU {s['iou'].mean():.4f} "
-                      f"(min {s['iou'].min():.4f}), J&F {jf:.4f}")
+                      f"(min {s['iou'].min():.4f}), J&F {jf:.4f}" + (
+                          "; " + ", ".join(f"{k} {v:.4f}" for k, v in by_setup.items())
+                          if len(by_setup) > 1 else ""))
         if done % ckpt_every == 0 or done == total:
             _checkpoint(acc, ckpt, done, time.perf_counter() - t0)
     train_time = time.perf_counter() - t0
@@ -220,7 +225,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
               "val_min_iou": float(s["iou"].min()),
               "val_jf": float((s["iou"].mean() + s["f"].mean()) / 2),
               "val_f": float(s["f"].mean()),
-              "val_frames": [it["name"] for it in val_set], "train_frames": len(train_set),
+              "val_miou_by_setup": per_setup(s["iou"], val_set),
+              "train_setups": _setup_counts(train_set), "val_setups": _setup_counts(val_set),
+              "val_frames": val_set.names, "train_frames": len(train_set),
               "steps": total, "train_time_s": round(train_time, 1),
               "setup_time_s": round(setup_time, 1),
               "trainable_params": n_train, "total_params": n_total,
@@ -234,6 +241,18 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     if hasattr(recipe, "write_card"):
         recipe.write_card(out / "model", cfg, scores)
     return scores
+
+
+def per_setup(values: np.ndarray, items) -> dict[str, float]:
+    """Mean of ``values`` (one per item of ``items``, e.g. IoU per validation frame) per setup,
+    in setup name order (``items.setups``; items without a setup count as ``""``)."""
+    setups = list(getattr(items, "setups", None) or [""] * len(values))
+    return {k: float(np.mean([v for v, s in zip(values, setups) if s == k]))
+            for k in sorted(set(setups))}
+
+
+def _setup_counts(ds) -> dict[str, int]:
+    return {k: ds.setups.count(k) for k in sorted(set(ds.setups))}
 
 
 def _finish_switches(recipe, cfg: RunConfig) -> list:
