@@ -1,29 +1,42 @@
 """Copy-paste augmentation for rodent segmentation, as batched torch ops.
 
-Each training image is one of: a real labelled frame under a random similarity transform;
-the session's empty background (per-pixel median of the frames, Barnich-style background
-estimate) with 0-3 rodents pasted in; or a synthetic arena (floor gradient, dark rings such as
-circular arena walls, boxes, thin lines) with 0-3 rodents pasted in. Half of the pasted scenes
-get a dark surround outside a large circle (a round arena's wall), and most rodents pasted into
-them are put against it: a dark animal touching a dark wall is where a model trained on one open
-field fails first. ``p_real_wall`` gives real frames the same surround (the filmed rodent's
-label is cut where the wall covers it), so that phases trained on frames as filmed keep it.
-Pasted rodents are the labelled animals cut out by their masks, rotated, scaled, flipped and
-re-lit, so one session yields multi-animal, touching and occluding examples at many sizes
-(copy-paste augmentation, Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation
-Method for Instance Segmentation"). Photometric jitter (contrast, brightness, gamma, blur,
-noise) follows.
+Each training image is a canvas-sized scene (:mod:`rodentseg.train.canvas`: the frames' own
+size when they have one, e.g. 384x512 for many setups), one of: a real labelled frame under a
+random similarity transform that keeps its animals in view (an empty-arena frame: anywhere);
+an empty arena of the same videos (per-pixel median of each video's frames with the animals
+masked out, Barnich-style background estimate) with 0-3 rodents pasted in; or a synthetic arena
+(floor gradient, dark rings such as circular arena walls, boxes, thin lines) with 0-3 rodents
+pasted in. Real frames, backgrounds and pasted rodents draw each setup equally often, whatever
+its number of frames (balanced sampling). Half of the pasted scenes get a dark surround outside
+a large circle (a round arena's wall), and most rodents pasted into them are put against it: a
+dark animal touching a dark wall is where a model trained on one open field fails first.
+``p_real_wall`` gives real frames the same surround (the filmed rodent's label is cut where the
+wall covers it), so that phases trained on frames as filmed keep it. Pasted rodents are the
+labelled animals cut out by their masks, rotated, scaled, flipped and re-lit (some inverted,
+``p_invert_animal``; some put touching or overlapping the one before, ``p_touch``), so the sets
+yield multi-animal, touching and occluding examples at many sizes (copy-paste augmentation,
+Ghiasi et al. 2021, "Simple Copy-Paste is a Strong Data Augmentation Method for Instance
+Segmentation"). Then the effects of :mod:`rodentseg.train.effects` (coat inversion, bedding,
+shadow halos, reflections; each off by default) and photometric jitter (contrast, brightness,
+gamma, blur, noise). With every new key at its default, one set of frames of one size gives the
+batches it gave before these were added, except for its empty-arena background, which no longer
+takes in the animals (a per-video median with the animals masked out instead of one median of
+all frames).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rodentseg.errors import RodentsegError
+from rodentseg.train import effects
+from rodentseg.train.canvas import animal_lengths, resolve_canvas, video_backgrounds
 from rodentseg.train.data import LabelledFrames
 
 
@@ -45,19 +58,44 @@ class AugmentConfig:
     p_wall: float = 0.5  # share of pasted scenes given a dark arena wall
     p_at_wall: float = 0.7  # chance that a rodent pasted into such a scene is put at the wall
     p_real_wall: float = 0.0  # share of real frames given the same dark surround (labels cut)
+    # the training canvas (rodentseg.train.canvas); fixed for a run (not in a finish phase)
+    canvas: tuple[int, int] | None = None  # (H, W); None: the frames' size if one, else 384x512
+    animal_length: tuple[float, float] | None = None  # (lo, hi) body length px; None: as filmed
+    # what the sets do not show (rodentseg.train.effects), each a share of the images
+    p_invert: float = 0.0  # whole image's luma inverted: black-on-white -> white-on-black
+    p_invert_animal: float = 0.0  # share of pasted rodents inverted (white among black ones)
+    p_touch: float = 0.0  # share of pasted rodents put touching/overlapping the previous one
+    p_bedding: float = 0.0  # bedding-like pellets and flakes on the floor
+    p_halo: float = 0.0  # a blurred dark halo (shadow) around the animals, not labelled
+    p_reflection: float = 0.0  # a faint mirrored copy of the animals beyond a wall, not labelled
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name.startswith("p_") and not (isinstance(v, (int, float)) and 0 <= v <= 1):
+                raise RodentsegError(f"augment.{f.name} is a probability in [0, 1]; got {v!r}")
+        if self.canvas is not None and (len(self.canvas) != 2 or min(self.canvas) < 32):
+            raise RodentsegError(f"augment.canvas must be [H, W] pixels, each >= 32; got "
+                                 f"{self.canvas!r}")
+        if self.animal_length is not None and (len(self.animal_length) != 2
+                                               or not 0 < self.animal_length[0]
+                                               <= self.animal_length[1]):
+            raise RodentsegError(f"augment.animal_length must be [lo, hi] pixels with 0 < lo <= "
+                                 f"hi; got {self.animal_length!r}")
 
 
-def _affine(n: int, scale: torch.Tensor, src_c: torch.Tensor, dst_c: torch.Tensor, h: int, w: int,
-            g: torch.Generator) -> torch.Tensor:
-    """``affine_grid`` thetas (n, 2, 3) that move ``src_c`` to ``dst_c`` (normalised xy), rotate
-    by a uniform angle, flip half of the time and magnify by ``scale``."""
-    ang = torch.rand(n, generator=g) * 2 * math.pi
-    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+def _affine(scale: torch.Tensor, ang: torch.Tensor, flip: torch.Tensor, src_c: torch.Tensor,
+            dst_c: torch.Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """``affine_grid`` thetas (n, 2, 3) that move ``src_c`` (normalised xy in the input) to
+    ``dst_c`` (normalised xy in the output), rotate by ``ang`` (radians), mirror where ``flip``
+    is -1 and magnify by ``scale``; input and output may differ in size (pixels keep their
+    size, times ``scale``)."""
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
     # pixel-space matrix output->input, then conjugated into normalised coordinates
     a = torch.stack([torch.stack([cos * flip, -sin], -1), torch.stack([sin * flip, cos], -1)], -2)
-    d = torch.tensor([w / 2.0, h / 2.0])
-    a = a * d[None, None, :] / d[None, :, None]
+    d_in = torch.tensor([in_hw[1] / 2.0, in_hw[0] / 2.0])
+    d_out = torch.tensor([out_hw[1] / 2.0, out_hw[0] / 2.0])
+    a = a * d_out[None, None, :] / d_in[None, :, None]
     t = src_c - (a @ dst_c[..., None])[..., 0]
     return torch.cat([a, t[..., None]], -1)
 
@@ -76,42 +114,170 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 class CopyPasteAugment:
-    """Draws augmented (image, label) batches from a set of labelled frames.
+    """Draws augmented (image, label) batches from labelled frames of one or many setups.
 
     Args:
-        data: the labelled frames (training split only).
+        data: the labelled frames (training split only): one :class:`LabelledFrames`, or one per
+            setup and frame size as :func:`rodentseg.train.canvas.training_groups` prepares them
+            (each at the scale it trains at).
         cfg: transform ranges.
         seed: seed of the generator; the same seed gives the same batches.
+        canvas: (H, W) of the batches; default ``cfg.canvas``, else the frames' size when they
+            all have one, else :data:`rodentseg.train.canvas.DEFAULT_CANVAS`.
+
+    Raises:
+        RodentsegError: no frames, or no frame with an animal to paste.
     """
 
-    def __init__(self, data: LabelledFrames, cfg: AugmentConfig | None = None, seed: int = 0):
+    def __init__(self, data: LabelledFrames | Sequence[LabelledFrames],
+                 cfg: AugmentConfig | None = None, seed: int = 0,
+                 canvas: tuple[int, int] | None = None):
         self.cfg = cfg or AugmentConfig()
         self.g = torch.Generator().manual_seed(seed)
-        self.frames = torch.from_numpy(data.frames).float()[:, None] / 255.0
-        self.masks = torch.from_numpy(data.masks).float()[:, None]
-        _, _, self.h, self.w = self.frames.shape
-        # the animal moves, the camera does not: the per-pixel median is the empty arena
-        self.background = torch.from_numpy(np.median(data.frames, axis=0)).float()[None, None] / 255
-        self.alpha = F.avg_pool2d(self.masks, 3, 1, 1)  # slightly soft cut-out edges
-        # pixel row and column of every pixel, (H, W) float each
+        groups = [data] if isinstance(data, LabelledFrames) else [d for d in data if len(d.frames)]
+        if not groups:
+            raise RodentsegError("expected at least one labelled frame to draw batches from")
+        self.h, self.w = canvas or resolve_canvas([d.frames.shape[1:] for d in groups],
+                                                  self.cfg.canvas)
+        # pixel row and column of every canvas pixel, (H, W) float each
         self.ys, self.xs = torch.meshgrid(torch.arange(self.h).float(),
                                           torch.arange(self.w).float(), indexing="ij")
-        area = self.masks.sum((1, 2, 3)).clamp(min=1)
-        cx = (self.masks[:, 0] * self.xs).sum((1, 2)) / area
-        cy = (self.masks[:, 0] * self.ys).sum((1, 2)) / area
-        self.centroid = torch.stack([cx / (self.w / 2) - 1, cy / (self.h / 2) - 1], -1)  # normalised
+        setups = list(dict.fromkeys(d.setup for d in groups))
+        self.groups, group_of, centroid, has_animal, setup_of = [], [], [], [], []
+        self.backgrounds: list[torch.Tensor] = []
+        bg_setup = []
+        for k, d in enumerate(groups):
+            frames = torch.from_numpy(d.frames)[:, None]  # uint8, converted per batch
+            masks = torch.from_numpy(d.masks)[:, None]
+            self.groups.append((frames, masks, d))
+            group_of += [(k, i) for i in range(len(frames))]
+            centroid.append(self._centroids(masks))
+            has_animal.append(masks.flatten(1).any(1))
+            setup_of += [setups.index(d.setup)] * len(frames)
+            for bg in video_backgrounds(d):
+                self.backgrounds.append(torch.from_numpy(bg)[None, None])
+                bg_setup.append(setups.index(d.setup))
+        self.group_of = torch.tensor(group_of)  # global frame index -> (group, index in it)
+        self.centroid = torch.cat(centroid)  # normalised xy in its own frame
+        self.has_animal = torch.cat(has_animal)
+        setup_of = torch.tensor(setup_of)
+        pools = [torch.nonzero(setup_of == s)[:, 0] for s in range(len(setups))]
+        self.frame_pools = pools  # real frames: a setup, then one of its frames
+        self.animal_pools = [p[self.has_animal[p]] for p in pools if self.has_animal[p].any()]
+        if not self.animal_pools:
+            raise RodentsegError("none of the training frames has a labelled animal; add "
+                                 "frames with animals (empty arenas only teach what is not one)")
+        bg_setup = torch.tensor(bg_setup)
+        self.bg_pools = [torch.nonzero(bg_setup == s)[:, 0] for s in range(len(setups))]
+        self._lengths: torch.Tensor | None = None
+
+    @staticmethod
+    def _centroids(masks: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """(n, 2) normalised xy centroid of each (n, 1, H, W) mask ((-1, -1) when empty)."""
+        h, w = masks.shape[-2:]
+        ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+        out = []
+        for i in range(0, len(masks), chunk):
+            m = masks[i:i + chunk].float()
+            area = m.sum((1, 2, 3)).clamp(min=1)
+            cx = (m[:, 0] * xs).sum((1, 2)) / area
+            cy = (m[:, 0] * ys).sum((1, 2)) / area
+            out.append(torch.stack([cx / (w / 2) - 1, cy / (h / 2) - 1], -1))
+        return torch.cat(out)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(N,) body length of each frame's animals, pixels at training scale (NaN: none);
+        measured here when the frames came without them."""
+        if self._lengths is None:
+            out = []
+            for _, masks, d in self.groups:
+                if d.lengths is not None:
+                    out.append(torch.as_tensor(d.lengths, dtype=torch.float32))
+                else:
+                    out.append(torch.tensor([float(np.median(x)) if (x := animal_lengths(
+                        m.numpy().astype(np.int32))) else float("nan") for m in masks[:, 0]]))
+            self._lengths = torch.cat(out)
+        return self._lengths
 
     def _rand(self, n: int, lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=self.g)
 
-    def _warp(self, src: list[torch.Tensor], scale: torch.Tensor, idx: torch.Tensor,
-              padding: str, dst: torch.Tensor | None = None) -> list[torch.Tensor]:
-        n = len(idx)
+    def _pick(self, n: int, pools: list[torch.Tensor]) -> torch.Tensor:
+        """(n,) indices: a pool (a setup) uniformly, then one of its members uniformly."""
+        if len(pools) == 1:
+            return pools[0][torch.randint(0, len(pools[0]), (n,), generator=self.g)]
+        which = torch.randint(0, len(pools), (n,), generator=self.g)
+        u = torch.rand(n, generator=self.g)
+        sizes = torch.tensor([len(p) for p in pools])[which]
+        j = (u * sizes).long().clamp(max=sizes - 1)
+        return torch.stack([pools[k][i] for k, i in zip(which.tolist(), j.tolist())])
+
+    def _similarity(self, n: int, dst: torch.Tensor | None = None):
+        """Random destination (normalised canvas xy, unless given), angle and mirror flip."""
         if dst is None:
             dst = self._rand(2 * n, -0.9, 0.9).view(n, 2)
-        theta = _affine(n, scale, self.centroid[idx], dst, self.h, self.w, self.g)
-        grid = F.affine_grid(theta, [n, 1, self.h, self.w], align_corners=False)
-        return [F.grid_sample(s[idx], grid, padding_mode=padding, align_corners=False) for s in src]
+        ang = torch.rand(n, generator=self.g) * 2 * math.pi
+        flip = torch.where(torch.rand(n, generator=self.g) < 0.5, -1.0, 1.0)
+        return dst, ang, flip
+
+    def _sample(self, src: list[torch.Tensor], src_c, dst, scale, ang, flip,
+                padding: str) -> list[torch.Tensor]:
+        """Warp same-sized (n, 1, h, w) float sources onto (n, 1, H, W) canvases."""
+        theta = _affine(scale, ang, flip, src_c, dst, src[0].shape[-2:], (self.h, self.w))
+        grid = F.affine_grid(theta, [len(theta), 1, self.h, self.w], align_corners=False)
+        return [F.grid_sample(s, grid, padding_mode=padding, align_corners=False) for s in src]
+
+    def _warp(self, what: tuple[str, ...], scale: torch.Tensor, idx: torch.Tensor,
+              padding: str, dst: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Frames ``idx`` (global) on the canvas, their animals' centroid at ``dst`` (random when
+        None; a frame without animals is placed by a random point); ``what`` of ``frames``
+        (luma in [0, 1]), ``masks`` ({0, 1}), ``alpha`` (the mask's 3x3 mean: soft edges)."""
+        n = len(idx)
+        dst, ang, flip = self._similarity(n, dst)
+        src_c = self.centroid[idx]
+        empty = ~self.has_animal[idx]
+        if empty.any():
+            src_c = src_c.clone()
+            src_c[empty] = self._rand(2 * int(empty.sum()), -1, 1).view(-1, 2)
+        out = [torch.empty(n, 1, self.h, self.w) for _ in what]
+        where = self.group_of[idx]
+        for k in dict.fromkeys(where[:, 0].tolist()):
+            sel = torch.nonzero(where[:, 0] == k)[:, 0]
+            frames, masks, _ = self.groups[k]
+            loc = where[sel, 1]
+            src = []
+            for name in what:
+                if name == "frames":
+                    src.append(frames[loc].float() / 255.0)
+                elif name == "masks":
+                    src.append(masks[loc].float())
+                else:
+                    src.append(F.avg_pool2d(masks[loc].float(), 3, 1, 1))
+            for o, x in zip(out, self._sample(src, src_c[sel], dst[sel], scale[sel], ang[sel],
+                                             flip[sel], padding)):
+                o[sel] = x
+        return out
+
+    def _backgrounds(self, n: int) -> torch.Tensor:
+        """(n, 1, H, W) empty arenas: a setup, then one of its videos' backgrounds; one of the
+        canvas's size is used whole (mirrored half of the time), another is cut out and placed
+        by a random similarity transform (reflected at its borders)."""
+        which = self._pick(n, [p for p in self.bg_pools if len(p)]) if len(
+            self.backgrounds) > 1 else torch.zeros(n, dtype=torch.long)
+        flip = torch.rand(n, generator=self.g) < 0.5
+        out = torch.empty(n, 1, self.h, self.w)
+        for k in dict.fromkeys(which.tolist()):
+            sel = torch.nonzero(which == k)[:, 0]
+            bg = self.backgrounds[k].expand(len(sel), -1, -1, -1)
+            if bg.shape[-2:] == (self.h, self.w):
+                out[sel] = torch.where(flip[sel, None, None, None], bg.flip(-1), bg)
+            else:
+                dst, ang, mirror = self._similarity(len(sel))
+                src_c = self._rand(2 * len(sel), -1, 1).view(-1, 2)
+                out[sel] = self._sample([bg], src_c, dst, torch.ones(len(sel)), ang, mirror,
+                                        "reflection")[0]
+        return out
 
     def _synthetic(self, n: int) -> torch.Tensor:
         h, w, g = self.h, self.w, self.g
@@ -175,27 +341,32 @@ class CopyPasteAugment:
         """One batch.
 
         Returns:
-            images: (B, 1, H, W) float32 luma in [0, 1].
+            images: (B, 1, H, W) float32 luma in [0, 1], H x W the canvas.
             labels: (B, 1, H, W) float32, 1 = rodent.
         """
-        c, g, n_src = self.cfg, self.g, len(self.frames)
+        c, g = self.cfg, self.g
         mode = torch.rand(batch, generator=g)
         real = mode < c.p_real
-        synth = mode >= 1 - c.p_synthetic
+        synth = ~real & (mode >= 1 - c.p_synthetic)  # real frames first if the two add up > 1
         img = torch.empty(batch, 1, self.h, self.w)
         lab = torch.zeros(batch, 1, self.h, self.w)
+        # where each image's last animal is (canvas px) and its body length: for p_touch
+        anchor = torch.full((batch, 2), float("nan"))
+        anchor_len = torch.full((batch,), float("nan"))
         if real.any():
-            idx = torch.randint(0, n_src, (int(real.sum()),), generator=g)
+            idx = self._pick(int(real.sum()), self.frame_pools)
             scale = self._rand(len(idx), *c.real_scale)
-            img[real], warped = self._warp([self.frames, self.masks], scale, idx, "reflection")
+            dst = self._rand(2 * len(idx), -0.9, 0.9).view(len(idx), 2)
+            img[real], warped = self._warp(("frames", "masks"), scale, idx, "reflection", dst)
             lab[real] = (warped > 0.5).float()
+            if c.p_touch:
+                anchor[real] = self._to_px(dst)
+                anchor_len[real] = self.lengths[idx] * scale
         if synth.any():
             img[synth] = self._synthetic(int(synth.sum()))
         median = ~real & ~synth
         if median.any():
-            bg = self.background.expand(int(median.sum()), -1, -1, -1)
-            flip = torch.rand(len(bg), generator=g) < 0.5
-            img[median] = torch.where(flip[:, None, None, None], bg.flip(-1), bg)
+            img[median] = self._backgrounds(int(median.sum()))
         # dark arena walls on pasted scenes: rodents touching a dark surround must stay rodents
         walled = ~real & (torch.rand(batch, generator=g) < c.p_wall)
         if c.p_real_wall:  # drawn only when asked for, so older configs get the same batches
@@ -213,16 +384,27 @@ class CopyPasteAugment:
             sel = torch.nonzero(n_paste > k)[:, 0]
             if len(sel) == 0:
                 break
-            idx = torch.randint(0, n_src, (len(sel),), generator=g)
+            idx = self._pick(len(sel), self.animal_pools)
             scale = torch.exp(self._rand(len(sel), math.log(c.scale[0]), math.log(c.scale[1])))
             dst = self._rand(2 * len(sel), -0.9, 0.9).view(len(sel), 2)
             at_wall = walled[sel] & (torch.rand(len(sel), generator=g) < c.p_at_wall)
             if at_wall.any():
                 dst[at_wall] = self._at_wall(circles[sel][at_wall], scale[at_wall])
-            fur, alpha = self._warp([self.frames, self.alpha], scale, idx, "zeros", dst)
+            if c.p_touch:  # next to the image's previous animal, touching or overlapping it
+                length = self.lengths[idx] * scale
+                near = (torch.rand(len(sel), generator=g) < c.p_touch) & anchor_len[sel].isfinite()
+                if near.any():
+                    dst[near] = self._touching(anchor[sel][near], anchor_len[sel][near],
+                                               length[near])
+                anchor[sel], anchor_len[sel] = self._to_px(dst), length
+            fur, alpha = self._warp(("frames", "alpha"), scale, idx, "zeros", dst)
             fur = (fur * self._rand(len(sel), *c.fur_gain)[:, None, None, None]).clamp(0, 1)
+            if c.p_invert_animal:  # a white rodent among black ones, or the other way round
+                inv = torch.rand(len(sel), generator=g) < c.p_invert_animal
+                fur[inv] = effects.invert_luma(fur[inv])
             img[sel] = img[sel] * (1 - alpha) + fur * alpha
             lab[sel] = torch.maximum(lab[sel], (alpha > 0.5).float())
+        img = self._effects(img, lab)
         # photometric jitter
         con = self._rand(batch, *c.contrast)[:, None, None, None]
         bri = self._rand(batch, -c.brightness, c.brightness)[:, None, None, None]
@@ -233,3 +415,33 @@ class CopyPasteAugment:
         img = img + torch.randn(img.shape, generator=g) * self._rand(batch, 0, c.noise)[:, None,
                                                                                        None, None]
         return img.clamp(0, 1), lab
+
+    def _effects(self, img: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        """:mod:`rodentseg.train.effects` on their shares of the batch, in order (each drawn
+        only when its probability is set, so configs without them get the same batches)."""
+        steps = [(self.cfg.p_invert, lambda x, y: effects.invert_luma(x)),
+                 (self.cfg.p_bedding, lambda x, y: effects.bedding(x, y, self.g)),
+                 (self.cfg.p_halo, lambda x, y: effects.shadow_halo(x, y, self.g)),
+                 (self.cfg.p_reflection, lambda x, y: effects.reflection(x, y, self.g))]
+        for p, effect in steps:
+            if p:
+                sel = torch.rand(len(img), generator=self.g) < p
+                if sel.any():
+                    img[sel] = effect(img[sel], lab[sel])
+        return img
+
+    def _to_px(self, xy: torch.Tensor) -> torch.Tensor:
+        """Normalised canvas xy (n, 2) -> pixels."""
+        return (xy + 1) * torch.tensor([self.w / 2, self.h / 2])
+
+    def _touching(self, anchor: torch.Tensor, anchor_len: torch.Tensor,
+                  length: torch.Tensor) -> torch.Tensor:
+        """Normalised destinations 0.2-0.5 mean body lengths from ``anchor`` (pixels) in a
+        random direction: two bodies that far apart touch or overlap (a mouse's body is about
+        half as wide as it is long)."""
+        n = len(anchor)
+        ang = self._rand(n, 0, 2 * math.pi)
+        d = self._rand(n, 0.2, 0.5) * (anchor_len + length) / 2
+        x = (anchor[:, 0] + d * torch.cos(ang)).clamp(0, self.w - 1)
+        y = (anchor[:, 1] + d * torch.sin(ang)).clamp(0, self.h - 1)
+        return torch.stack([x / (self.w / 2) - 1, y / (self.h / 2) - 1], -1)

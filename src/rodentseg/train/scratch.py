@@ -3,8 +3,9 @@
 ``rodentseg train --config configs/scratch-tiny.yaml``. The network is
 :class:`~rodentseg.models.segmenter.RodentSegNet` (a small SegFormer on space-to-depth luma with a
 half-resolution refinement head), the batches come from copy-paste augmentation of the
-labelled frames (:class:`~rodentseg.train.augment.CopyPasteAugment`), the loss is BCE + soft
-Dice at full resolution. The run's ``model/`` gets a model card with the measured scores.
+labelled frames (:class:`~rodentseg.train.augment.CopyPasteAugment`; frames of many setups and
+sizes are brought to one training canvas by :mod:`rodentseg.train.canvas`), the loss is BCE +
+soft Dice at full resolution. The run's ``model/`` gets a model card with the measured scores.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rodentseg.models.segmenter import (
     tiny_config,
 )
 from rodentseg.train.augment import AugmentConfig, CopyPasteAugment
+from rodentseg.train.canvas import training_groups
 from rodentseg.train.card import write_model_card
 from rodentseg.train.data import LabelledFrames
 from rodentseg.train.recipe import register
@@ -74,7 +76,7 @@ def augment_config(options: dict) -> AugmentConfig:
     """:class:`AugmentConfig` from the YAML ``augment:`` mapping (lists become tuples).
 
     Raises:
-        RodentsegError: an unknown key (the message lists the known ones).
+        RodentsegError: an unknown key (the message lists the known ones), or a bad value.
     """
     known = {f.name for f in fields(AugmentConfig)}
     if set(options) - known:
@@ -128,14 +130,17 @@ class ScratchRecipe:
         self.threshold = self.pre.threshold
 
     def setup(self, train, val) -> None:
-        self.train_data = luma_frames(train)
+        """Read the training frames once as luma, one group per setup and frame size at the
+        scale it trains at (:func:`rodentseg.train.canvas.training_groups`)."""
+        self.train_data = training_groups(train, self.augment.animal_length, self.augment.canvas)
         self.aug = CopyPasteAugment(self.train_data, self.augment, seed=self.seed)
 
     def build_model(self) -> RodentSegNet:
         return RodentSegNet(self.net_config)
 
     def batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        """(B, 1, H, W) luma ``image`` in [0, 1] and binary ``label``, endlessly."""
+        """(B, 1, H, W) luma ``image`` in [0, 1] and binary ``label``, endlessly (H x W: the
+        training canvas, :mod:`rodentseg.train.canvas`)."""
         while True:
             img, lab = self.aug(batch_size)
             yield {"image": img, "label": lab}
@@ -144,6 +149,11 @@ class ScratchRecipe:
         """Check the finish phase's changed ``augment`` keys (:class:`RodentsegError` names an
         unknown one) and return the function that switches later batches to them."""
         cfg = augment_config(self.augment_options | augment_options)
+        fixed = [k for k in ("canvas", "animal_length")
+                 if getattr(cfg, k) != getattr(self.augment, k)]
+        if fixed:
+            raise RodentsegError(f"augment {fixed} cannot change in a finish phase (the frames "
+                                 "are prepared once per run); set them in the run's augment")
 
         def switch() -> None:
             self.aug.cfg = cfg
