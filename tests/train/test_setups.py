@@ -27,6 +27,7 @@ from rodentseg.train.datasets import (
 from rodentseg.train.loop import train
 from rodentseg.train.scratch import ScratchRecipe
 from tests.train.conftest import ellipse_labels, scene
+from tests.train.test_loop import _kill_at_step, _same_weights
 
 
 def _all(root):
@@ -118,17 +119,21 @@ def test_split_by_setup_errors(setups, kwargs, match):
         split_dataset(_all(setups), **kwargs)
 
 
-@pytest.mark.slow  # 8-12 s: Accelerate, evaluation, checkpoints, plots
-def test_leave_one_setup_out_run_states_its_split(setups, tmp_path):
-    cfg = RunConfig.from_dict({
-        "recipe": "scratch-tiny", "out": str(tmp_path / "loso"), "steps": 2, "batch_size": 2,
+def _loso(setups, out) -> RunConfig:
+    return RunConfig.from_dict({
+        "recipe": "scratch-tiny", "out": str(out), "steps": 4, "batch_size": 2,
         "warmup": 1, "eval_every": 2, "checkpoint_every": 2,
         "data": [str(setups / "dark-open"), str(setups / "labels" / "bright-cage"),
                  str(setups / "labels" / "empty-box")],
         "data_root": str(setups / "data"),
         "split": {"by": "setup", "holdout": ["bright-cage"]},
-        "augment": {"canvas": [64, 96], "animal_length": [30, 60]}})
-    scores = train(cfg, progress=False)
+        "augment": {"canvas": [64, 96], "animal_length": [30, 60], "p_touch": 0.5,
+                    "p_invert": 0.3, "p_bedding": 0.3, "p_halo": 0.3, "p_reflection": 0.3}})
+
+
+@pytest.mark.slow  # 15-25 s: two runs (Accelerate, evaluation, checkpoints, plots)
+def test_leave_one_setup_out_run_states_its_split_and_resumes(setups, tmp_path, monkeypatch):
+    scores = train(_loso(setups, tmp_path / "loso"), progress=False)
     resolved = yaml.safe_load((tmp_path / "loso" / "config.yaml").read_text())
     assert resolved["split"]["holdout"] == ["bright-cage"]
     assert resolved["resolved_split"]["val_setups"] == {"bright-cage": 12}
@@ -138,6 +143,10 @@ def test_leave_one_setup_out_run_states_its_split(setups, tmp_path):
     card = (tmp_path / "loso" / "model" / "MODEL_CARD.md").read_text()
     assert "every frame of bright-cage (12 frames) is held out" in card
     assert "`dark-open` (10 / 0)" in card
+    # killed after step 3 and started again at the step-2 checkpoint: the same weights
+    _kill_at_step(monkeypatch, _loso(setups, tmp_path / "b"), 3)
+    train(_loso(setups, tmp_path / "b"), progress=False)
+    assert _same_weights(tmp_path / "loso", tmp_path / "b")
 
 
 # ---- frames of several sizes on one canvas

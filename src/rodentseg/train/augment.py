@@ -149,7 +149,7 @@ class CopyPasteAugment:
         for k, d in enumerate(groups):
             frames = torch.from_numpy(d.frames)[:, None]  # uint8, converted per batch
             masks = torch.from_numpy(d.masks)[:, None]
-            self.groups.append((frames, masks, d))
+            self.groups.append((frames, masks, self._soft_edges(masks), d))
             group_of += [(k, i) for i in range(len(frames))]
             centroid.append(self._centroids(masks))
             has_animal.append(masks.flatten(1).any(1))
@@ -172,6 +172,13 @@ class CopyPasteAugment:
         self._lengths: torch.Tensor | None = None
 
     @staticmethod
+    def _soft_edges(masks: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """(n, 1, H, W) uint8 ninths: 9 x the 3x3 mean of each mask (the pasted animals' soft
+        cut-out edges; ``k / 9`` in float32 equals ``avg_pool2d``'s mean exactly)."""
+        return torch.cat([torch.round(F.avg_pool2d(masks[i:i + chunk].float(), 3, 1, 1) * 9)
+                          .to(torch.uint8) for i in range(0, len(masks), chunk)])
+
+    @staticmethod
     def _centroids(masks: torch.Tensor, chunk: int = 64) -> torch.Tensor:
         """(n, 2) normalised xy centroid of each (n, 1, H, W) mask ((-1, -1) when empty)."""
         h, w = masks.shape[-2:]
@@ -191,7 +198,7 @@ class CopyPasteAugment:
         measured here when the frames came without them."""
         if self._lengths is None:
             out = []
-            for _, masks, d in self.groups:
+            for _, masks, _, d in self.groups:
                 if d.lengths is not None:
                     out.append(torch.as_tensor(d.lengths, dtype=torch.float32))
                 else:
@@ -244,7 +251,7 @@ class CopyPasteAugment:
         where = self.group_of[idx]
         for k in dict.fromkeys(where[:, 0].tolist()):
             sel = torch.nonzero(where[:, 0] == k)[:, 0]
-            frames, masks, _ = self.groups[k]
+            frames, masks, ninths, _ = self.groups[k]
             loc = where[sel, 1]
             src = []
             for name in what:
@@ -253,7 +260,7 @@ class CopyPasteAugment:
                 elif name == "masks":
                     src.append(masks[loc].float())
                 else:
-                    src.append(F.avg_pool2d(masks[loc].float(), 3, 1, 1))
+                    src.append(ninths[loc].float() / 9)
             for o, x in zip(out, self._sample(src, src_c[sel], dst[sel], scale[sel], ang[sel],
                                              flip[sel], padding)):
                 o[sel] = x

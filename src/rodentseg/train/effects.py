@@ -44,7 +44,7 @@ def bedding(img: torch.Tensor, lab: torch.Tensor, g: torch.Generator) -> torch.T
 
     A flake field is Gaussian noise on a grid of ``size`` px cells (stretched up to 3x along
     one axis for flakes), upsampled bicubically and passed through a steep sigmoid above a random
-    threshold: blobs of about that size covering 10-50% of the floor.
+    threshold: blobs of about that size covering 5-50% of the floor.
     """
     n, _, h, w = img.shape
     tex = torch.zeros_like(img)
