@@ -163,17 +163,14 @@ def test_animal_length_is_the_body_major_axis():
 
 @pytest.mark.parametrize("lengths, target, hw, expected", [
     ([100, 120, 140], (40, 180), (480, 640), 1.0),  # inside the range: as filmed
-    ([300, 360], (40, 180), (1048, 1328), 0.5),  # median 330 -> 180 ... (see the assert)
+    ([300, 360], (40, 180), (1048, 1328), 180 / 330),  # too large: median 330 shrunk to 180
     ([20], (40, 180), (240, 320), 2.0),  # too small: grown to the low end
     ([300], None, (1048, 1328), 1.0),  # no range: as filmed
     ([], (40, 180), (240, 320), 1.6),  # negatives smaller than the canvas: grown to cover it
     ([], None, (1048, 1328), 1.0),  # negatives larger than the canvas are never shrunk
 ])
 def test_group_scale(lengths, target, hw, expected):
-    scale = group_scale(lengths, target, hw, (384, 512))
-    if lengths and target and np.median(lengths) > target[1]:
-        expected = target[1] / np.median(lengths)
-    assert scale == pytest.approx(expected)
+    assert group_scale(lengths, target, hw, (384, 512)) == pytest.approx(expected)
 
 
 def test_frames_of_different_sizes_make_batches_on_one_canvas(setups):
