@@ -262,7 +262,7 @@ def _blob_priors(frame: np.ndarray, background: np.ndarray, animals: int,
     return priors
 
 
-def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, caption: str,
+def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, caption: str = "",
                size: int = 240) -> Image.Image:
     """A zoomed crop around one animal: frame, mask tinted and outlined in the colour of its
     id, keypoints (yellow: body points, cyan: tail, paws, ear tips)."""
@@ -453,8 +453,7 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
             rows.append({"frame": name, "frame_idx": f, "obj_id": r.obj_id,
                          "individual": names[k] if k < len(names) else p.name,
                          "area_px": area, "cues": r.cues})
-            cap = f"{Path(name).stem} id {r.obj_id} doubt {r.doubt:.2f} {r.reason}"
-            tiles.append([name, r.obj_id, _crop_tile(frame, r, p, cap)])
+            tiles.append([name, r.obj_id, _crop_tile(frame, r, p, "")])
         found = {k for k, _ in present}
         for k in range(len(names)):  # an animal without keypoints (or blob) on this frame
             if k not in found:
@@ -505,8 +504,13 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
         wr = csv.writer(fh)
         wr.writerow(SOURCE_COLUMNS)
         wr.writerows(sources)
-    doubt_of = {(r["frame"], r["obj_id"]): r["doubt"] for r in rows}
-    _write_sheets(partial / "sheets", [(doubt_of[(n, k)], t) for n, k, t in tiles])
+    final = {(r["frame"], r["obj_id"]): r for r in rows}  # captions with the final doubt
+    for n, k, t in tiles:
+        r = final[(n, k)]
+        ImageDraw.Draw(t).text((2, 1), f"{Path(n).stem} id {k} doubt {r['doubt']:.2f} "
+                                       f"{r['reason']}" + ("" if n not in left else " LEFT OUT"),
+                               fill=(0, 0, 0))
+    _write_sheets(partial / "sheets", [(final[(n, k)]["doubt"], t) for n, k, t in tiles])
     return {"labelled": len(todo), "kept": len(todo) - len(left), "left_out": len(left)}
 
 
