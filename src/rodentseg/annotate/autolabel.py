@@ -9,14 +9,15 @@
    when there are too few frames to model it.
 2. **Keypoints**: which animal is where, its polarity (dark on light or light on dark, sampled
    at its body keypoints, so white and black mice on any floor are handled alike) and its
-   contrast level, its extent (the spread of its keypoints: the body length), and a region
-   around its keypoints that bounds its mask. Without keypoints, ``boxes`` or the model's
-   probabilities give the animals.
+   contrast level, its extent (the spread of its keypoints: the body length), a region around
+   its keypoints that bounds its mask, and the convex hull of its body points, which joins the
+   mask. Without keypoints, the largest blobs that differ from the background stand for the
+   animals (:mod:`rodentseg.annotate.autolabel_run`).
 3. **The animal's own contrast level** sets the threshold (a fraction ``frac`` of it), so a
    shadow or halo, which darkens the floor less than fur does, is left out, as in the silver
    masks of ``openfield-m4s1``; a morphological opening of a few pixels (scaled with the body)
-   removes thin lines, tethers and the tail, and the tail is then grown back from the body
-   through the unopened contrast mask, within one body length.
+   removes thin lines, tethers and the tail, and the tail is then traced from the tail-base
+   keypoint along its darkest line (:func:`trace_tail`).
 
 Pixels claimed by two animals go to the one with the nearest keypoint. Each animal-frame gets a
 doubt in [0, 1] from the cues that disagree (:data:`DOUBT_CUES`): body keypoints outside its
@@ -33,6 +34,7 @@ animals with the keypoints.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,8 +146,32 @@ class AnimalResult:
     @property
     def reason(self) -> str:
         """The cue that sets the doubt (``""`` when none is above 0)."""
-        best = max(self.cues.items(), key=lambda kv: kv[1], default=("", 0.0))
-        return best[0] if best[1] > 0 else ""
+        return top_cue(self.cues)[1]
+
+
+def top_cue(cues: dict) -> tuple[float, str]:
+    """The doubt (the largest cue) and the cue that sets it (``""`` when none is above 0)."""
+    name, value = max(cues.items(), key=lambda kv: kv[1], default=("", 0.0))
+    return value, name if value > 0 else ""
+
+
+def area_cue(area: float, median_area: float) -> float:
+    """The ``area`` cue: how far a mask's area is from the animal's median, in [0, 1]
+    (1.6 times larger or smaller -> 0.5)."""
+    return min(1.0, abs(math.log(area / median_area)) / (2 * math.log(1.6)))
+
+
+def _nearest_owner(masks: np.ndarray, animals: list[AnimalPrior]) -> None:
+    """Give each pixel claimed by several of the (K, H, W) ``masks`` to the animal with the
+    nearest keypoint, in place."""
+    shared = masks.sum(0) > 1
+    if not shared.any():
+        return
+    ys, xs = np.nonzero(shared)
+    dist = np.stack([np.min(np.hypot(xs[:, None] - a.xy[None, :, 0],
+                                     ys[:, None] - a.xy[None, :, 1]), 1) for a in animals])
+    masks[:, ys, xs] = False
+    masks[dist.argmin(0), ys, xs] = True
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -258,7 +284,7 @@ def _contrast_level(c: np.ndarray, animal: AnimalPrior) -> tuple[float, float]:
 
 
 def _animal_mask(c: np.ndarray, animal: AnimalPrior, p: LabelParams
-                 ) -> tuple[np.ndarray, float, float]:
+                 ) -> tuple[np.ndarray, float, float, np.ndarray]:
     """The mask of one animal from the contrast map ``c`` (frame minus background, luma).
 
     Returns:
@@ -414,7 +440,7 @@ def _doubt(mask: np.ndarray, seen: np.ndarray, animal: AnimalPrior, level: float
         outside = 1.0 - near[pts[ok, 1], pts[ok, 0]].mean()
         cues["keypoints"] = min(1.0, outside / 0.6)  # 30% of the points outside -> 0.5
     if median_area:
-        cues["area"] = min(1.0, abs(math.log(area / median_area)) / (2 * math.log(1.6)))
+        cues["area"] = area_cue(area, median_area)
     cues["contrast"] = float(np.clip((2.5 * p.min_contrast - level) / (1.5 * p.min_contrast),
                                      0, 1))
     if others.any():
@@ -458,7 +484,7 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
     if background is not None and background.shape != y.shape:
         raise RodentsegError(f"background is {background.shape} but the frame is {y.shape} "
                              "(H, W); expected the same size")
-    results: list[tuple[np.ndarray, float, float]] = []
+    results: list[tuple[np.ndarray, float]] = []  # per animal: what the contrast found, level
     masks = np.zeros((len(animals), *y.shape), bool)
     for k, a in enumerate(animals):
         # everything happens in a window around the animal: its mask cannot reach farther
@@ -477,28 +503,17 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
                 bg = None
         if bg is None:
             bg = local_background(y[win], a.length_px)
-        mask, level, thr, seen = _animal_mask(y[win] - bg, local, p)
+        mask, level, _, seen = _animal_mask(y[win] - bg, local, p)
         masks[k][win] = mask
         seen_full = np.zeros(y.shape, bool)
         seen_full[win] = seen
-        results.append((seen_full, level, thr))
-    if len(animals) > 1:
-        shared = masks.sum(0) > 1
-        if shared.any():
-            ys, xs = np.nonzero(shared)
-            dist = np.stack([np.min(np.hypot(xs[:, None] - a.xy[None, :, 0],
-                                             ys[:, None] - a.xy[None, :, 1]), 1)
-                             for a in animals])
-            owner = dist.argmin(0)
-            masks[:, ys, xs] = False
-            masks[owner, ys, xs] = True
+        results.append((seen_full, level))
+    _nearest_owner(masks, animals)
     out = []
-    for k, (a, (_, level, thr)) in enumerate(zip(animals, results)):
-        others = masks[np.arange(len(animals)) != k].any(0) if len(animals) > 1 else masks[:0]
-        others = others if len(animals) > 1 else np.zeros(y.shape, bool)
-        area = (median_areas or {}).get(k + 1)
-        cues = _doubt(masks[k], results[k][0], a, level, p, others, area)
-        out.append(AnimalResult(k + 1, masks[k], max(cues.values()), cues))
+    for k, (a, (seen, level)) in enumerate(zip(animals, results)):
+        others = np.delete(masks, k, axis=0).any(0)
+        cues = _doubt(masks[k], seen, a, level, p, others, (median_areas or {}).get(k + 1))
+        out.append(AnimalResult(k + 1, masks[k], top_cue(cues)[0], cues))
     return out
 
 
@@ -522,8 +537,7 @@ def prompt_masks(predictor, frame: np.ndarray, animals: list[AnimalPrior],
         return results
     predictor.set_image(frame)
     h, w = frame.shape[:2]
-    out = []
-    masks = []
+    out, masks = [], []
     for k, (a, r) in enumerate(zip(animals, results)):
         neg = [b.body_xy for j, b in enumerate(animals) if j != k]
         pts = np.concatenate([a.body_xy, *neg]) if neg else a.body_xy
@@ -538,19 +552,12 @@ def prompt_masks(predictor, frame: np.ndarray, animals: list[AnimalPrior],
         pred = predictor.predict(pts[None], labels[None], boxes=box, multimask_output=False)
         masks.append(pred.best()[0][0])
     masks = np.stack(masks)
-    shared = masks.sum(0) > 1
-    if shared.any():
-        ys, xs = np.nonzero(shared)
-        dist = np.stack([np.min(np.hypot(xs[:, None] - a.xy[None, :, 0],
-                                         ys[:, None] - a.xy[None, :, 1]), 1) for a in animals])
-        owner = dist.argmin(0)
-        masks[:, ys, xs] = False
-        masks[owner, ys, xs] = True
+    _nearest_owner(masks, animals)
     for m, r in zip(masks, results):
         union = (m | r.mask).sum()
         iou = (m & r.mask).sum() / union if union else 1.0
         cues = {**r.cues, "prompted": float(min(1.0, 2.0 * (1.0 - iou)))}
-        out.append(AnimalResult(r.obj_id, m, max(cues.values()), cues))
+        out.append(AnimalResult(r.obj_id, m, top_cue(cues)[0], cues))
     return out
 
 
@@ -577,11 +584,8 @@ def masked_median_background(frames: list[np.ndarray], exclude: list[np.ndarray 
             stack[t][e] = np.nan
     free = np.isfinite(stack)
     coverage = free.mean(0)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            bg = np.nanmedian(stack, 0)
+    with warnings.catch_warnings():  # all-NaN columns: never seen free, plain median below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bg = np.nanmedian(stack, 0)
     bg = np.where(coverage > 0, bg, plain)
     return bg.astype(np.float32), coverage.astype(np.float32)

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
+from scipy.spatial.distance import pdist
 from tqdm import tqdm
 
 from rodentseg import __version__
@@ -53,6 +54,7 @@ from rodentseg.annotate.autolabel import (
     AnimalPrior,
     AnimalResult,
     LabelParams,
+    area_cue,
     is_body_part,
     is_tail_base,
     label_frame,
@@ -60,6 +62,7 @@ from rodentseg.annotate.autolabel import (
     masked_median_background,
     near_points,
     prompt_masks,
+    top_cue,
 )
 from rodentseg.errors import RodentsegError
 from rodentseg.io.keypoints import Keypoints, read_keypoints
@@ -184,8 +187,7 @@ def _priors_from_keypoints(kp: Keypoints, positions: dict[int, int] | None, n_fr
     for (f, name), idx in groups.items():
         xy = kp.xy[idx]
         if len(xy) >= 2:
-            spreads[name].append(float(np.max(np.hypot(*(xy[:, None] - xy[None]).transpose(
-                2, 0, 1)))))
+            spreads[name].append(float(pdist(xy).max()))
     lengths = {n: float(np.median(v)) if v else math.nan for n, v in spreads.items()}
     out: dict[int, list] = {}
     for (f, name), idx in sorted(groups.items()):
@@ -262,10 +264,11 @@ def _blob_priors(frame: np.ndarray, background: np.ndarray, animals: int,
     return priors
 
 
-def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, caption: str = "",
+def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None,
                size: int = 240) -> Image.Image:
     """A zoomed crop around one animal: frame, mask tinted and outlined in the colour of its
-    id, keypoints (yellow: body points, cyan: tail, paws, ear tips)."""
+    id, keypoints (yellow: body points, cyan: tail, paws, ear tips), under a blank band for
+    its caption."""
     h, w = r.mask.shape
     ys, xs = np.nonzero(r.mask)
     if len(xs):
@@ -294,7 +297,6 @@ def _crop_tile(frame: np.ndarray, r: AnimalResult, prior: AnimalPrior | None, ca
                          (0, 255, 255), width=1)
     out = Image.new("RGB", (size, size + 14), (255, 255, 255))
     out.paste(tile, (0, 14))
-    ImageDraw.Draw(out).text((2, 1), caption, fill=(0, 0, 0))
     return out
 
 
@@ -453,7 +455,7 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
             rows.append({"frame": name, "frame_idx": f, "obj_id": r.obj_id,
                          "individual": names[k] if k < len(names) else p.name,
                          "area_px": area, "cues": r.cues})
-            tiles.append([name, r.obj_id, _crop_tile(frame, r, p, "")])
+            tiles.append([name, r.obj_id, _crop_tile(frame, r, p)])
         found = {k for k, _ in present}
         for k in range(len(names)):  # an animal without keypoints (or blob) on this frame
             if k not in found:
@@ -472,11 +474,8 @@ def _label_all(frames: Clips, todo: list[int], priors: dict[int, list], names: l
     for row in rows:
         med = medians.get(row["obj_id"])
         if med and row["area_px"]:
-            row["cues"]["area"] = min(1.0, abs(math.log(row["area_px"] / med))
-                                      / (2 * math.log(1.6)))
-        row["doubt"] = max(row["cues"].values())
-        best = max(row["cues"].items(), key=lambda kv: kv[1])
-        row["reason"] = best[0] if best[1] > 0 else ""
+            row["cues"]["area"] = area_cue(row["area_px"], med)
+        row["doubt"], row["reason"] = top_cue(row["cues"])
     by_frame: dict[str, float] = {}
     for row in rows:
         by_frame[row["frame"]] = max(by_frame.get(row["frame"], 0.0), row["doubt"])
