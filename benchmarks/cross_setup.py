@@ -39,7 +39,7 @@ from rodentseg.io.keypoints import read_keypoints
 from rodentseg.io.masks import frame_index_of
 from rodentseg.models import load_model
 from rodentseg.track.instances import split_instances
-from rodentseg.train.datasets import load_dataset
+from rodentseg.train.datasets import dataset_parts, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["setup", "model", "frames", "animals", "miou", "kp_recall", "found",
@@ -53,7 +53,7 @@ def _parts(labels: Path, data_root: Path) -> dict[str, list[tuple[Path, dict]]]:
     if of.is_dir():
         sets["openfield-m4s1"] = [(of, {"keypoints": of / "keypoints.csv"})]
     for d in sorted(p for p in labels.iterdir() if p.is_dir()) if labels.is_dir() else []:
-        for part in sorted(p.parent for p in d.rglob("sources.csv")):
+        for part in dataset_parts(d):
             run = json.loads((part / "run.json").read_text()) if (part / "run.json").is_file() \
                 else {}
             kp = run.get("keypoints")
@@ -65,15 +65,6 @@ def _parts(labels: Path, data_root: Path) -> dict[str, list[tuple[Path, dict]]]:
                         "min_likelihood": run.get("min_likelihood")}
             sets.setdefault(d.name, []).append((part, opts))
     return sets
-
-
-def _frame_indices(part: Path) -> dict[str, int]:
-    """Dataset item name -> frame index in its source (for the keypoints)."""
-    table = part / "sources.csv"
-    if table.is_file():
-        with table.open(newline="") as fh:
-            return {Path(r["frame"]).stem: int(r["frame_idx"]) for r in csv.DictReader(fh)}
-    return {}
 
 
 def score_setup(model, parts: list[tuple[Path, dict]], data_root: Path,
@@ -88,7 +79,6 @@ def score_setup(model, parts: list[tuple[Path, dict]], data_root: Path,
             kp = read_keypoints(opts["keypoints"], opts.get("min_likelihood"),
                                 video=opts.get("slp_video"), scale=opts.get("scale") or 1.0)
             body = np.array([is_body_part(b) for b in kp.bodypart])
-        index = _frame_indices(part)
         picks = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_frames)).round()
                           .astype(int))
         for i in picks:
@@ -109,7 +99,9 @@ def score_setup(model, parts: list[tuple[Path, dict]], data_root: Path,
             spurious += len(pred) - len(good)
             n_frames += 1
             if kp is not None:
-                f = index.get(item["name"], None)
+                # a frame decoded from its source knows its index there (sources.csv); an
+                # image file is named by it (img0042.png)
+                f = getattr(ds.samples[int(i)].image, "idx", None)
                 if f is None:
                     f = frame_index_of(Path(item["name"]))
                 sel = (kp.frame_idx == f) & body
