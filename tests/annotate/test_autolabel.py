@@ -364,6 +364,49 @@ def test_background_only_one_animal(dark, tmp_path):
         assert (pred & dark.halo[t]).sum() <= 0.02 * dark.halo[t].sum(), n
 
 
+def brown_on_grey(folder):
+    """One brown mouse (RGB 150, 118, 86: luma 124) walking over a grey floor (128, noise 3):
+    4 grey levels apart, below the smallest threshold (12), but far apart in hue. Written as
+    an image folder (PNG: no chroma subsampling)."""
+    s = make_scene([loop(0.0)], floor=128.0, fur=124.0, tail=124.0, halo=0.0, seed=4)
+    rng = np.random.default_rng(5)
+    brown = np.array([150.0, 118.0, 86.0]) + rng.normal(0, 3, (T, H, W, 3))
+    on = s.body > 0
+    s.frames[on] = np.clip(np.round(brown[on]), 0, 255).astype(np.uint8)
+    folder.mkdir()
+    for t, f in enumerate(s.frames):
+        Image.fromarray(f).save(folder / f"img{t:04d}.png")
+    return s
+
+
+@pytest.mark.parametrize("colour,min_iou,max_iou", [
+    (0.0, 0.0, 0.3),  # luma alone: the coat is as bright as the floor, nothing (or a sliver)
+    (1.0, 0.85, 1.0),  # the L*a*b* distance finds the whole body
+])
+def test_colour_cue_finds_a_brown_mouse_on_a_grey_floor(tmp_path, colour, min_iou, max_iou):
+    scene = brown_on_grey(tmp_path / "img")
+    autolabel(tmp_path / "img", tmp_path / "out", animals=1, max_frames=6,
+              params=LabelParams(colour=colour), progress=False)
+    out = tmp_path / "out"
+    masks = [*(out / "masks").glob("*.png"), *(out / "left_out" / "masks").glob("*.png")]
+    assert len(masks) == 6
+    for f in masks:
+        t = int(f.stem[3:])
+        pred, body = np.asarray(Image.open(f)) == 1, scene.body[t] == 1
+        iou = (pred & body).sum() / (pred | body).sum()
+        assert min_iou <= iou <= max_iou, f"{f.name}: IoU {iou:.3f}"
+
+
+def test_colour_cue_leaves_grey_video_unchanged(dark, tmp_path):
+    kp = simple_csv(tmp_path / "k.csv", dark, frames=[6, 24, 42])
+    for c in (0.0, 1.0):
+        autolabel(dark.video, tmp_path / f"out{c}", kp, params=LabelParams(colour=c),
+                  progress=False)
+    for m in sorted((tmp_path / "out0.0" / "masks").glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(m)),
+                              np.asarray(Image.open(tmp_path / "out1.0" / "masks" / m.name)))
+
+
 @pytest.mark.parametrize("every", [
     1,  # keypoints on every frame: each sampled frame leaves its animal out of the median
     pytest.param(6, marks=pytest.mark.xfail(strict=True, reason=(
@@ -450,6 +493,15 @@ def test_cli(dark, tmp_path, capsys):
     assert json.loads((out / "run.json").read_text())["keypoint_scale"] == 0.5
     check_run(out, dark, video_names([0, 24, 42]))
     assert main(["autolabel", str(dark.video), "--out", str(out), "--keypoints", str(kp)]) == 2
+    # --frames: only frames 10-30 of those with keypoints (12, 18, 24, 30)
+    out3 = tmp_path / "out3"
+    assert main(["autolabel", str(dark.video), "--out", str(out3), "--keypoints", str(kp),
+                 "--frames", "10-30", "--quiet"]) == 0
+    check_run(out3, dark, video_names([12, 18, 24, 30]))
+    assert json.loads((out3 / "run.json").read_text())["frame_range"] == [10, 30]
+    assert main(["autolabel", str(dark.video), "--out", str(tmp_path / "o4"), "--keypoints",
+                 str(kp), "--frames", "30-10"]) == 2
+    assert "expected FIRST-LAST" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

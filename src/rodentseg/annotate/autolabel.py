@@ -6,7 +6,9 @@
    animals move (per-pixel temporal median of sampled frames, with the pixels near each frame's
    keypoints left out of the median, so an animal that rests in one place does not become
    background), else a local background (a median filter of the frame several body widths wide)
-   when there are too few frames to model it.
+   when there are too few frames to model it. The contrast is the luma difference, or with
+   ``LabelParams.colour`` on a colour video the distance in CIE L*a*b* (a brown coat on a grey
+   floor of its brightness differs in hue, not in luma).
 2. **Keypoints**: which animal is where, its polarity (dark on light or light on dark, sampled
    at its body keypoints, so white and black mice on any floor are handled alike) and its
    contrast level, its extent (the spread of its keypoints: the body length), a region around
@@ -113,6 +115,12 @@ class LabelParams:
             the background frames saw its place free (else a local background is used).
         hull: 1 adds the convex hull of the body keypoints (near the contrast mask) to the
             mask, 0 does not.
+        colour: 1 measures the contrast of a colour video as the distance between frame and
+            background in CIE L*a*b* (:func:`colour_contrast`), so a brown or agouti coat on a
+            grey floor of about its brightness stands out by its hue; 0 (default) measures
+            luma alone. Grey videos (:func:`is_grey`) are measured by luma either way. The
+            colour distance has no sign (every animal counts as "unlike the floor"), and it
+            also lifts a coloured shadow or reflection that luma would leave out.
     """
 
     frac: float = 0.4
@@ -125,6 +133,7 @@ class LabelParams:
     max_doubt: float = 0.5
     min_coverage: float = 0.25
     hull: float = 1.0
+    colour: float = 0.0
 
 
 @dataclass
@@ -177,6 +186,51 @@ def _nearest_owner(masks: np.ndarray, animals: list[AnimalPrior]) -> None:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """(H, W) float32 luma (ITU-R BT.601) of an (H, W, 3) uint8 RGB frame, 0-255."""
     return rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def is_grey(rgb: np.ndarray, tol: float = 4.0) -> bool:
+    """True when an (H, W, 3) RGB frame (or background) carries no colour: the 99th percentile
+    of its channels' largest difference is at most ``tol`` levels (compression leaves a little
+    chroma in grey video)."""
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        return True
+    x = rgb[::4, ::4, :3].astype(np.float32)
+    spread = x.max(-1) - x.min(-1)
+    return float(np.percentile(spread, 99)) <= tol
+
+
+def lab(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 CIE L*a*b* (sRGB, D65; L* in 0-100) of an (H, W, 3) RGB image with
+    values in 0-255 (uint8 or float), by :func:`kornia.color.rgb_to_lab`."""
+    import kornia
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(rgb[..., :3], dtype=np.float32) / 255.0)
+    with torch.no_grad():
+        out = kornia.color.rgb_to_lab(t.clamp(0, 1).permute(2, 0, 1)[None])[0]
+    return out.permute(1, 2, 0).numpy()
+
+
+def colour_contrast(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """(H, W) float32 contrast of a colour frame against a colour background: their CIE76
+    distance in L*a*b* (:func:`lab`), times 2.55 so that a difference of lightness alone reads
+    about as many units as its luma difference in grey levels (the thresholds of
+    :class:`LabelParams` keep their meaning). Always >= 0.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB frame. background: (H, W, 3) float32 RGB, 0-255.
+    """
+    d = lab(rgb) - lab(background)
+    return (2.55 * np.sqrt((d * d).sum(-1))).astype(np.float32)
+
+
+def contrast(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """(H, W) float32 signed contrast of an (H, W, 3) uint8 RGB frame against ``background``:
+    frame luma minus background luma when the background is (H, W) luma, the colour distance
+    (:func:`colour_contrast`, >= 0) when it is (H, W, 3) RGB."""
+    if background.ndim == 3:
+        return colour_contrast(frame, background)
+    return luma(frame) - background
 
 
 def disk(radius: float) -> np.ndarray:
@@ -463,8 +517,11 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
 
     Args:
         frame: (H, W, 3) uint8 RGB.
-        background: (H, W) float32 luma (0-255) of the empty scene, or None to use a local
-            background of this frame (:func:`local_background`).
+        background: (H, W) float32 luma (0-255) of the empty scene, or (H, W, 3) float32 RGB
+            (0-255) to measure colour contrast (:func:`contrast`; made by
+            :func:`masked_median_background` with ``colour=True``), or None to use a local
+            background of this frame (:func:`local_background`; in colour when
+            ``params.colour`` is set and the frame is not grey).
         animals: one prior per animal; ``obj_id`` = position in the list + 1.
         median_areas: obj_id -> median mask area (pixels) over the video, for the area cue.
         coverage: (H, W) float, the fraction of background frames that saw each pixel free
@@ -481,9 +538,11 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
     """
     p = params or LabelParams()
     y = luma(frame)
-    if background is not None and background.shape != y.shape:
+    if background is not None and background.shape[:2] != y.shape:
         raise RodentsegError(f"background is {background.shape} but the frame is {y.shape} "
                              "(H, W); expected the same size")
+    in_colour = (background.ndim == 3 if background is not None
+                 else bool(p.colour) and not is_grey(frame))
     results: list[tuple[np.ndarray, float]] = []  # per animal: what the contrast found, level
     masks = np.zeros((len(animals), *y.shape), bool)
     for k, a in enumerate(animals):
@@ -497,13 +556,19 @@ def label_frame(frame: np.ndarray, background: np.ndarray | None, animals: list[
                             None if a.tail_base is None else a.tail_base - [x0, y0])
         bg = None if background is None else background[win]
         if bg is not None and coverage is not None:
-            trunk = hull_mask(bg.shape, local.xy)
-            trunk = trunk if trunk.sum() >= 20 else near_points(bg.shape, local.body_xy, 3.0)
+            trunk = hull_mask(bg.shape[:2], local.xy)
+            trunk = trunk if trunk.sum() >= 20 else near_points(bg.shape[:2], local.body_xy, 3.0)
             if trunk.any() and float(np.mean(coverage[win][trunk])) < p.min_coverage:
                 bg = None
-        if bg is None:
+        if bg is None and in_colour:  # a local background per channel
+            rgb = frame[win][..., :3].astype(np.float32)
+            bg = np.stack([local_background(rgb[..., i], a.length_px) for i in range(3)], -1)
+        elif bg is None:
             bg = local_background(y[win], a.length_px)
-        mask, level, _, seen = _animal_mask(y[win] - bg, local, p)
+        elif bg.ndim == 3 and not in_colour:
+            bg = luma(bg)
+        c = contrast(frame[win], bg) if bg.ndim == 3 else y[win] - bg
+        mask, level, _, seen = _animal_mask(c, local, p)
         masks[k][win] = mask
         seen_full = np.zeros(y.shape, bool)
         seen_full[win] = seen
@@ -561,21 +626,33 @@ def prompt_masks(predictor, frame: np.ndarray, animals: list[AnimalPrior],
     return out
 
 
-def masked_median_background(frames: list[np.ndarray], exclude: list[np.ndarray | None]
-                             ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel temporal median of luma, leaving out each frame's excluded pixels.
+def masked_median_background(frames: list[np.ndarray], exclude: list[np.ndarray | None],
+                             colour: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel temporal median of luma (or of each RGB channel), leaving out each frame's
+    excluded pixels.
 
     Args:
         frames: T (H, W, 3) uint8 RGB frames sampled over the video.
         exclude: per frame, an (H, W) bool of pixels to leave out (near its animals), or None.
+        colour: the median of R, G and B each (for :func:`colour_contrast`) instead of luma.
 
     Returns:
-        background (H, W) float32 luma; coverage (H, W) float32, the fraction of frames that
-        saw each pixel free (where it is 0 the plain median is used).
+        background (H, W) float32 luma, or (H, W, 3) float32 RGB with ``colour``; coverage
+        (H, W) float32, the fraction of frames that saw each pixel free (where it is 0 the
+        plain median is used).
     """
     if not frames:
         raise RodentsegError("a background needs at least one frame")
-    stack = np.stack([luma(f) for f in frames])
+    if colour:
+        chans = [_masked_median(np.stack([f[..., i].astype(np.float32) for f in frames]),
+                                exclude) for i in range(3)]
+        return np.stack([b for b, _ in chans], -1), chans[0][1]
+    return _masked_median(np.stack([luma(f) for f in frames]), exclude)
+
+
+def _masked_median(stack: np.ndarray, exclude: list[np.ndarray | None]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`masked_median_background` of a (T, H, W) float32 stack (changed in place)."""
     plain = np.median(stack, 0)
     if all(e is None for e in exclude):
         return plain.astype(np.float32), np.ones(plain.shape, np.float32)

@@ -7,6 +7,8 @@ Examples::
     rodentseg autolabel session.mp4 --keypoints session.slp --slp-video top.mp4 --out ds/
     rodentseg autolabel arena.mp4 --animals 2 --out ds/      # no keypoints: background only
     rodentseg autolabel clip1.avi clip2.avi --animals 1 --out ds/  # clips of one camera
+    rodentseg autolabel clips/*.avi --animals 1 --set colour=1 --out ds/  # brown on grey
+    rodentseg autolabel two_mice.mp4 --keypoints k.csv --frames 3300-3450 --out ds/
 
 Writes ``OUT/`` in the layout ``rodentseg train`` reads:
 
@@ -55,10 +57,11 @@ from rodentseg.annotate.autolabel import (
     AnimalResult,
     LabelParams,
     area_cue,
+    contrast,
     is_body_part,
+    is_grey,
     is_tail_base,
     label_frame,
-    luma,
     masked_median_background,
     near_points,
     prompt_masks,
@@ -201,6 +204,10 @@ def _priors_from_keypoints(kp: Keypoints, positions: dict[int, int] | None, n_fr
     return out, names
 
 
+def _in_range(f: int, frame_range: tuple[int, int] | None) -> bool:
+    return frame_range is None or frame_range[0] <= f <= frame_range[1]
+
+
 def _sample(n: int, k: int) -> list[int]:
     """``k`` indices spread evenly over ``range(n)`` (all when n <= k)."""
     if n <= k:
@@ -208,10 +215,10 @@ def _sample(n: int, k: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
 
 
-def _background(frames: Clips, priors: dict[int, list], progress: bool
+def _background(frames: Clips, priors: dict[int, list], progress: bool, colour: bool = False
                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The video's background (masked temporal median) and its coverage, or None for too
-    few frames."""
+    few frames; in RGB with ``colour`` unless every sampled frame is grey (then luma)."""
     n = len(frames)
     if n < 5:
         return None
@@ -227,14 +234,16 @@ def _background(frames: Clips, priors: dict[int, list], progress: bool
         ps = [p for p in priors.get(f, []) if p is not None]
         exclude.append(None if not ps else np.any(
             [near_points(img.shape[:2], p.xy, 0.8 * p.length_px) for p in ps], axis=0))
-    return masked_median_background(imgs, exclude)
+    colour = colour and not all(is_grey(img) for img in imgs)
+    return masked_median_background(imgs, exclude, colour=colour)
 
 
 def _blob_priors(frame: np.ndarray, background: np.ndarray, animals: int,
                  params: LabelParams) -> list[AnimalPrior]:
     """Without keypoints: the ``animals`` largest blobs that differ from the background (Otsu's
-    threshold on the absolute contrast), each described by five points along its long axis."""
-    c = np.abs(ndimage.gaussian_filter(luma(frame) - background, 1.0))
+    threshold on the absolute contrast, :func:`rodentseg.annotate.autolabel.contrast`), each
+    described by five points along its long axis."""
+    c = np.abs(ndimage.gaussian_filter(contrast(frame, background), 1.0))
     hist, edges = np.histogram(c, bins=256, range=(0, max(1.0, float(c.max()))))
     centres = (edges[:-1] + edges[1:]) / 2
     wsum = np.cumsum(hist)
@@ -318,7 +327,8 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
               keypoints: str | Path | None = None, *,
               animals: int | None = None, slp_video: str | None = None,
               keypoint_scale: float = 1.0, min_likelihood: float | None = 0.5,
-              max_frames: int = 300, params: LabelParams | None = None, empty: bool = False,
+              max_frames: int = 300, frame_range: tuple[int, int] | None = None,
+              params: LabelParams | None = None, empty: bool = False,
               sources_root: str | Path | None = None, model: str | None = None,
               device: str = "auto", overwrite: bool = False,
               progress: bool = True) -> AutolabelSummary:
@@ -336,6 +346,9 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
         keypoint_scale: multiply keypoint coordinates by it (labels made at another size).
         min_likelihood: drop model-predicted keypoints below this likelihood.
         max_frames: most frames labelled, spread evenly over those available.
+        frame_range: (first, last) frame positions (inclusive): label only frames in it (the
+            background is still made from the whole video), e.g. a stretch where the animals
+            meet.
         empty: the video shows no animal (an empty arena): ``max_frames`` frames spread evenly
             get empty masks, as true negatives for training.
         sources_root: write ``sources.csv`` paths relative to this folder (a data root), so
@@ -382,12 +395,13 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
             raise RodentsegError(f"no keypoint of {keypoints} falls on a frame of {inputs[0]} "
                                  f"({len(frames)} frames, {frames.width}x{frames.height}); "
                                  "check the file, --slp-video or --keypoint-scale")
-        todo = sorted(priors)
+        todo = [f for f in sorted(priors) if _in_range(f, frame_range)]
         todo = [todo[i] for i in _sample(len(todo), max_frames)]
     else:
         priors, names = {}, [f"animal{k + 1}" for k in range(animals or 0)]
-        todo = _sample(len(frames), max_frames)
-    bg = None if empty else _background(frames, priors, progress)
+        todo = [f for f in range(len(frames)) if _in_range(f, frame_range)]
+        todo = [todo[i] for i in _sample(len(todo), max_frames)]
+    bg = None if empty else _background(frames, priors, progress, colour=bool(params.colour))
     bg, coverage = bg if bg is not None else (None, None)
     if bg is None and keypoints is None and not empty:
         raise RodentsegError(f"{inputs[0]} has {len(frames)} frames: too few for a background; "
@@ -404,6 +418,7 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
                "keypoints": str(Path(keypoints).resolve()) if keypoints else None,
                "slp_video": slp_video, "keypoint_scale": keypoint_scale,
                "min_likelihood": min_likelihood, "max_frames": max_frames,
+               "frame_range": list(frame_range) if frame_range else None,
                "params": asdict(params), "individuals": {n: k + 1 for k, n in enumerate(names)},
                "model": model, "empty": empty, "background": "video" if bg is not None else "local",
                **summary,
@@ -540,6 +555,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="drop predicted keypoints below this likelihood (default 0.5)")
     p.add_argument("--max-frames", type=int, default=300,
                    help="most frames to label, spread evenly (default 300)")
+    p.add_argument("--frames", default=None, metavar="FIRST-LAST",
+                   help="label only frames FIRST to LAST (positions, inclusive), e.g. where "
+                        "the animals meet; the background still comes from the whole video")
     p.add_argument("--max-doubt", type=float, default=LabelParams.max_doubt,
                    help=f"leave out frames above this doubt (default {LabelParams.max_doubt})")
     p.add_argument("--model", default=None,
@@ -591,9 +609,17 @@ def run_autolabel(args: argparse.Namespace) -> int:
     if not 0 <= args.max_doubt <= 1:
         raise RodentsegError(f"--max-doubt must be in [0, 1], got {args.max_doubt}")
     params = parse_params([f"max_doubt={args.max_doubt}", *args.set])
+    frame_range = None
+    if args.frames is not None:
+        first, _, last = args.frames.partition("-")
+        if not (first.strip().isdigit() and last.strip().isdigit()) or int(first) > int(last):
+            raise RodentsegError(f"--frames {args.frames!r}: expected FIRST-LAST, two frame "
+                                 "numbers with FIRST <= LAST, e.g. --frames 3300-3450")
+        frame_range = (int(first), int(last))
     s = autolabel(args.inputs, args.out, args.keypoints, animals=args.animals,
                   slp_video=args.slp_video, keypoint_scale=args.keypoint_scale,
                   min_likelihood=args.min_likelihood, max_frames=args.max_frames,
+                  frame_range=frame_range,
                   params=params, empty=args.empty, sources_root=args.sources_root,
                   model=args.model, device=args.device,
                   overwrite=args.overwrite,
