@@ -407,6 +407,37 @@ def test_colour_cue_leaves_grey_video_unchanged(dark, tmp_path):
                               np.asarray(Image.open(tmp_path / "out1.0" / "masks" / m.name)))
 
 
+def rest_twice_then_go(s):
+    """Resting at x = 60 for a third of the video, at x = 75 for a third (the two places
+    overlap), then walking down at x = 130: the overlap is under the mouse on two thirds of
+    the frames, so the plain median there is the mouse."""
+    if s < 1 / 3:
+        return (60.0, 60.0), 0.0
+    if s < 2 / 3:
+        return (75.0, 60.0), 0.0
+    return (130.0, 30.0 + (s - 2 / 3) * 3 * 60), np.pi / 2
+
+
+@pytest.mark.parametrize("passes,min_iou", [
+    (1, 0.0),  # the overlap of its resting places is background: a hole in the body
+    (2, 0.5),  # the pieces the first pass found are left out of the second median
+    (3, 0.85),  # and what the second found (the whole body) out of the third
+])
+def test_more_background_passes_without_keypoints(tmp_path, passes, min_iou):
+    scene = make_scene([rest_twice_then_go], seed=6)
+    video = write_video(tmp_path / "rest2.mp4", scene.frames)
+    autolabel(video, tmp_path / "out", animals=1, max_frames=6,
+              params=LabelParams(background_passes=passes), progress=False)
+    out = tmp_path / "out"
+    ious = []
+    for f in [*(out / "masks").glob("*.png"), *(out / "left_out" / "masks").glob("*.png")]:
+        pred, body = np.asarray(Image.open(f)) == 1, scene.body[int(f.stem)] == 1
+        ious.append((pred & body).sum() / (pred | body).sum())
+    assert len(ious) == 6 and min(ious) >= min_iou, ious
+    if passes == 1:
+        assert min(ious) < 0.85, ious  # the case the second pass is for
+
+
 @pytest.mark.parametrize("every", [
     1,  # keypoints on every frame: each sampled frame leaves its animal out of the median
     pytest.param(6, marks=pytest.mark.xfail(strict=True, reason=(

@@ -121,6 +121,12 @@ class LabelParams:
             luma alone. Grey videos (:func:`is_grey`) are measured by luma either way. The
             colour distance has no sign (every animal counts as "unlike the floor"), and it
             also lifts a coloured shadow or reflection that luma would leave out.
+        background_passes: without keypoints, how many times the video's background is
+            made: each pass after the first leaves the blobs found against the previous one
+            out of the median (animals that rest in one place on many of the sampled frames
+            otherwise become background and their masks get holes; a body found in pieces
+            grows back over passes). 1 (default): once. Each pass reads the background's
+            frames again.
     """
 
     frac: float = 0.4
@@ -134,6 +140,7 @@ class LabelParams:
     min_coverage: float = 0.25
     hull: float = 1.0
     colour: float = 0.0
+    background_passes: float = 1.0
 
 
 @dataclass

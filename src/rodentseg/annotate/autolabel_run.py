@@ -402,6 +402,14 @@ def autolabel(video: str | Path | Sequence[str | Path], out: str | Path,
         todo = [f for f in range(len(frames)) if _in_range(f, frame_range)]
         todo = [todo[i] for i in _sample(len(todo), max_frames)]
     bg = None if empty else _background(frames, priors, progress, colour=bool(params.colour))
+    for _ in range(int(params.background_passes) - 1):
+        if bg is None or keypoints is not None or not animals:
+            break
+        # the blobs found against the first background stand in for keypoints: left out of
+        # the median, so an animal resting on many of the sampled frames is not background
+        blobs = {f: _blob_priors(frames[f], bg[0], animals, params)
+                 for f in _sample(len(frames), BACKGROUND_FRAMES)}
+        bg = _background(frames, blobs, progress, colour=bool(params.colour))
     bg, coverage = bg if bg is not None else (None, None)
     if bg is None and keypoints is None and not empty:
         raise RodentsegError(f"{inputs[0]} has {len(frames)} frames: too few for a background; "
