@@ -1,9 +1,20 @@
 """Instance masks on disk: 8-bit label PNGs and COCO-style RLE JSON (pycocotools).
 
 Layout written by ``rodentseg segment`` and read back by ``track`` and ``evaluate``:
-``masks/NNNNNN.png`` (pixel = ``track_id``, 0 = background) and ``masks.json`` (COCO, one
-image per frame with ``id`` = frame index, one annotation per animal with an RLE
-``segmentation`` and a ``track_id``).
+``masks/NNNNNN.png`` (pixel = ``track_id``, 0 = background) and ``masks.json``, a COCO file
+with the video keys of COCO-video datasets (mmtracking's ``CocoVID``, TAO), which
+``pycocotools.coco.COCO`` loads as any COCO file:
+
+- ``videos``: one entry, ``{"id": 1, "name", "file_name", "width", "height", "fps",
+  "length"}``: the source video (or folder of images) and its frame count
+  (:func:`set_coco_video`; until it is called, ``name`` and ``file_name`` are empty);
+- ``images``: one per frame, ``id`` = ``frame_id`` = ``frame_idx`` = frame index (0-based),
+  ``video_id`` 1, and ``file_name`` the frame's image: for a folder of images the original
+  file's name in that folder; for a video ``NNNNNNNNN.png`` (9-digit frame index), the name
+  ``rodentseg frames VIDEO --out DIR`` gives it under ``DIR/frames/``;
+- ``annotations``: one per animal and frame, an RLE ``segmentation``, ``bbox`` ``[x, y, w, h]``,
+  ``area``, ``score`` and the identity as ``track_id`` and ``instance_id`` (the COCO-video
+  name).
 """
 
 from __future__ import annotations
@@ -23,6 +34,12 @@ from rodentseg.io.atomic import AtomicWriter
 from rodentseg.types import FrameMasks
 
 CATEGORY = {"id": 1, "name": "rodent", "supercategory": "animal"}
+VIDEO_ID = 1
+
+
+def video_frame_name(frame_idx: int) -> str:
+    """``file_name`` of a video frame in ``masks.json``: ``rodentseg frames``' name for it."""
+    return f"{frame_idx:09d}.png"
 
 
 def encode_rle(masks: np.ndarray) -> list[dict]:
@@ -112,7 +129,8 @@ class CocoWriter(AtomicWriter):
             bbox = [int(v) for v in mask_utils.toBbox(rle)]  # [x, y, w, h]; zeros when empty
             ann = {"id": self._next_id, "image_id": fm.frame_idx, "category_id": 1,
                    "segmentation": rle, "area": int(mask_utils.area(rle)), "bbox": bbox,
-                   "iscrowd": 0, "track_id": int(oid), "score": round(float(score), 4)}
+                   "iscrowd": 0, "track_id": int(oid), "instance_id": int(oid),
+                   "score": round(float(score), 4)}
             self._ann.write(json.dumps(ann) + "\n")
             self._next_id += 1
 
@@ -120,11 +138,15 @@ class CocoWriter(AtomicWriter):
         self._ann.close()
         tmp = self.path.with_suffix(".json.tmp")
         with tmp.open("w") as out, self._ann_path.open() as anns:
-            out.write('{"info": {"description": "rodentseg instance masks"}, "images": [')
+            video = {"id": VIDEO_ID, "name": "", "file_name": "", "width": self.width,
+                     "height": self.height}
+            out.write('{"info": {"description": "rodentseg instance masks"}, "videos": [')
+            out.write(json.dumps(video) + '], "images": [')
             out.write(", ".join(
-                json.dumps({"id": i, "file_name": f"{i:06d}.png", "frame_idx": i,
-                            "width": self.width, "height": self.height}) for i in self._frames))
-            out.write('], "categories": [' + json.dumps(CATEGORY) + '], "annotations": [')
+                json.dumps({"id": i, "video_id": VIDEO_ID, "frame_id": i, "frame_idx": i,
+                            "file_name": video_frame_name(i), "width": self.width,
+                            "height": self.height}) for i in self._frames))
+            out.write(_CATEGORIES + json.dumps(CATEGORY) + '], "annotations": [')
             for k, line in enumerate(anns):
                 out.write(("," if k else "") + line.rstrip("\n"))
             out.write("]}\n")
@@ -135,6 +157,64 @@ class CocoWriter(AtomicWriter):
         """Drop the unfinished annotations; no JSON is written."""
         self._ann.close()
         self._ann_path.unlink(missing_ok=True)
+
+
+_CATEGORIES = '], "categories": ['  # where the frames end and the annotations begin
+
+
+def set_coco_video(path: str | Path, name: str, file_name: str, fps: float, length: int,
+                   frame_names: list[str] | None = None) -> None:
+    """Fill in the ``videos`` entry of a :class:`CocoWriter` file and its frames' ``file_name``.
+
+    Only the part before the annotations is read and rewritten; the annotations are copied
+    through in chunks, so memory grows with the number of frames, not of masks. The file is
+    replaced in one step.
+
+    Args:
+        path: a ``masks.json`` written by :class:`CocoWriter`.
+        name: the video's name (its stem, or the folder's name).
+        file_name: the video file or folder of images, as it should be found again.
+        fps: frames per second.
+        length: frames in the video.
+        frame_names: for a folder of images, the image file names in frame order (frame ``i``
+            is ``frame_names[i]``); None for a video (frames keep :func:`video_frame_name`).
+
+    Raises:
+        ValueError: the file is not in :class:`CocoWriter`'s layout, or a frame index has no
+            name in ``frame_names``.
+    """
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    with path.open() as src:
+        head = ""
+        while (cut := head.find(_CATEGORIES)) < 0:
+            chunk = src.read(1 << 20)
+            if not chunk:
+                raise ValueError(f"{path} is not a masks.json written by rodentseg: no "
+                                 "categories after the images")
+            head += chunk
+        try:
+            coco = json.loads(head[:cut] + "]}")
+            video, images = coco["videos"][0], coco["images"]
+        except (json.JSONDecodeError, KeyError, IndexError) as e:
+            raise ValueError(f"{path} is not a masks.json written by rodentseg ({e})") from None
+        video.update(name=name, file_name=str(file_name), fps=fps, length=int(length))
+        for img in images:
+            if frame_names is not None:
+                if not 0 <= img["frame_id"] < len(frame_names):
+                    raise ValueError(f"frame {img['frame_id']} of {path} is not among the "
+                                     f"{len(frame_names)} images of {file_name}")
+                img["file_name"] = frame_names[img["frame_id"]]
+        try:
+            with tmp.open("w") as out:
+                out.write(json.dumps({k: v for k, v in coco.items() if k != "images"})[:-1])
+                out.write(', "images": [' + ", ".join(json.dumps(i) for i in images))
+                out.write(head[cut:])
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def iter_coco_frames(path: str | Path, id_key: str = "track_id") -> Iterator[FrameMasks]:
