@@ -27,8 +27,8 @@ def result(tracktor_clip, default_model, tmp_path_factory):
 
 def test_layout(result):
     assert sorted(p.name for p in result.iterdir()) == [
-        "heatmap_1.png", "masks", "masks.json", "overlay.mp4", "run.json", "summary.csv",
-        "swaps.csv", "tracks.csv", "tracks.dlc.csv", "tracks.sleap.h5"]
+        "heatmap_1.png", "masks", "masks.json", "nwb", "overlay.mp4", "run.json", "summary.csv",
+        "swaps.csv", "tracks.csv", "tracks.dlc.csv", "tracks.nc", "tracks.sleap.h5"]
     pngs = sorted(p.name for p in (result / "masks").iterdir())
     assert pngs == [f"{i:06d}.png" for i in range(40)]
     img = Image.open(result / "masks" / "000000.png")

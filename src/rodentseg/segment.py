@@ -187,7 +187,7 @@ def segment_video(video: str | Path, out: str | Path, model: Segmenter,
         writer.close()
         events = tracker.events if probation is None else probation.events(tracker.events)
         finalize(partial, info.fps, info.width, info.height, px_per_cm=opts.px_per_cm,
-                 events=events, n_frames=n_frames)
+                 events=events, n_frames=n_frames, video=video)
     total = time.perf_counter() - t_start
     run = {
         "rodentseg_version": __version__,

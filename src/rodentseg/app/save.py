@@ -95,7 +95,8 @@ def save_session(store: MaskStore, source: FrameSource, out: str | Path, name: s
                     write_label_png(ds_partial / "masks" / f"{t:06d}.png", fm)
                 if on_frame is not None:
                     on_frame(t)
-        finalize(partial, source.fps, source.width, source.height, n_frames=last + 1)
+        finalize(partial, source.fps, source.width, source.height, n_frames=last + 1,
+                 video=source.path, name=name)
         ranker.write(partial / "review.csv")
     result = publish(partial, {**run, "fps": source.fps, "width": source.width,
                                "height": source.height, "first_frame": first,

@@ -18,14 +18,20 @@ with the number of frames) and writes, each under a temporary name and then rena
   most; the most is ``heatmap_max_s`` in ``summary.csv``), so it overlays the video.
 - ``swaps.csv``: the tracker's review log (:mod:`rodentseg.track.events`).
 - ``tracks.dlc.csv`` and ``tracks.sleap.h5``: the centroids for DeepLabCut / SLEAP /
-  ``movement`` users (:mod:`rodentseg.io.exports`); not written when no animal was found.
+  ``movement`` users (:mod:`rodentseg.io.exports`); with ``movement`` installed also
+  ``tracks.nc`` (a movement dataset, netCDF) and ``nwb/track_<id>.nwb`` (NWB, ``ndx-pose``, one
+  file per animal); none of them when no animal was found.
+- ``masks.json``: its ``videos`` entry and the frames' ``file_name`` filled in from the source
+  video (:func:`rodentseg.io.masks.set_coco_video`).
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +39,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rodentseg.io.exports import DlcCsvWriter, SleapAnalysisWriter
+from rodentseg.io.exports import DlcCsvWriter, SleapAnalysisWriter, write_movement_exports
+from rodentseg.io.masks import set_coco_video
 from rodentseg.io.results import TRACK_COLUMNS
+from rodentseg.io.video import image_files
 from rodentseg.track.events import SWAP_COLUMNS, TrackEvent
 
 SPEED_COLUMNS = ["speed_px_s", "distance_px", "speed_cm_s", "distance_cm"]
@@ -79,7 +87,8 @@ def _num(x: float | None, nd: int = 3):
 
 def finalize(folder: str | Path, fps: float, width: int, height: int,
              px_per_cm: float | None = None, events: list[TrackEvent] | None = None,
-             n_frames: int | None = None, max_gap: int = 5, cell_px: int = 10) -> None:
+             n_frames: int | None = None, max_gap: int = 5, cell_px: int = 10,
+             video: str | Path | None = None, name: str | None = None) -> None:
     """Add speeds, summary, heatmaps, the review log and the exports to a result folder.
 
     Args:
@@ -92,6 +101,12 @@ def finalize(folder: str | Path, fps: float, width: int, height: int,
             ``tracks.csv`` + 1.
         max_gap: largest frame gap over which a step still counts as movement.
         cell_px: side of a heatmap cell in pixels.
+        video: the video file or folder of images the masks were found in (frame ``i`` of a
+            folder is its ``i``-th image in name order), or None when there is none (``track``
+            without ``--video``). Recorded in ``masks.json``, ``tracks.sleap.h5``, ``tracks.nc``
+            and the NWB files.
+        name: the result's name (``masks.json``'s video name; without a video, also the SLEAP
+            file's ``video_path``); default: the video's stem.
 
     Raises:
         ValueError: a bad ``fps``/``px_per_cm``, or ``tracks.csv`` is not in the layout of
@@ -140,8 +155,14 @@ def finalize(folder: str | Path, fps: float, width: int, height: int,
     _write_summary(folder, animals, fps, px_per_cm, width, height, cell_px)
     _write_swaps(folder / "swaps.csv", events or [])
     n_frames = last_frame + 1 if n_frames is None else max(n_frames, last_frame + 1)
+    video = Path(video).resolve() if video is not None else None
+    name = name or (video.stem if video is not None else folder.name)
+    if (folder / "masks.json").is_file():
+        names = [p.name for p in image_files(video)] if video and video.is_dir() else None
+        set_coco_video(folder / "masks.json", name, str(video or ""), fps,
+                       len(names) if names is not None else n_frames, names)
     if animals:
-        _write_exports(folder, sorted(animals), n_frames)
+        _write_exports(folder, sorted(animals), n_frames, fps, video, name)
 
 
 def _write_summary(folder: Path, animals: dict[int, _Animal], fps: float,
@@ -184,9 +205,11 @@ def _write_swaps(path: Path, events: list[TrackEvent]) -> None:
     os.replace(tmp, path)
 
 
-def _write_exports(folder: Path, track_ids: list[int], n_frames: int) -> None:
+def _write_exports(folder: Path, track_ids: list[int], n_frames: int, fps: float,
+                   video: Path | None, name: str) -> None:
+    h5 = folder / "tracks.sleap.h5"
     with DlcCsvWriter(folder / "tracks.dlc.csv", track_ids, n_frames) as dlc, \
-            SleapAnalysisWriter(folder / "tracks.sleap.h5", track_ids, n_frames) as sleap:
+            SleapAnalysisWriter(h5, track_ids, n_frames, video_path=video or name) as sleap:
         frame, points = None, {}
         for row in _rows(folder / "tracks.csv"):
             f = int(row[0])
@@ -199,3 +222,8 @@ def _write_exports(folder: Path, track_ids: list[int], n_frames: int) -> None:
         if frame is not None:
             dlc.add(frame, points)
             sleap.add(frame, points)
+    if importlib.util.find_spec("movement") is None:
+        warnings.warn('tracks.nc and nwb/ are not written without movement; pip install '
+                      '"rodentseg[movement]"', stacklevel=3)
+    else:
+        write_movement_exports(h5, folder / "tracks.nc", folder / "nwb", fps, video)

@@ -83,7 +83,8 @@ def open_instance_masks(path: str | Path) -> tuple[Iterator[FrameMasks], int]:
     elif path.is_file() and path.suffix.lower() == ".json":
         frames, count = iter_coco_frames(path, id_key="id"), None
     else:
-        what = "does not exist" if not path.exists() else f"is a {path.suffix or 'suffix-less'} file"
+        what = ("does not exist" if not path.exists()
+                else f"is a {path.suffix or 'suffix-less'} file")
         raise RodentsegError(f"expected a folder of instance PNGs (NNNNNN.png) or a COCO .json "
                              f"of instance masks, but {path} {what}")
 
@@ -185,7 +186,8 @@ def track_masks(masks: str | Path, out: str | Path, video: str | Path | None = N
             raise RodentsegError(f"{masks} holds no frames")
         writer.close()
         n_frames = max(info.frame_count, last + 1) if info else last + 1
-        finalize(partial, fps, size[1], size[0], opts.px_per_cm, tracker.events, n_frames)
+        finalize(partial, fps, size[1], size[0], opts.px_per_cm, tracker.events, n_frames,
+                 video=video, name=name)
     run = {"rodentseg_version": __version__, **signature, "masks": str(masks.resolve()),
            "video": str(video.resolve()) if video else None, "fps": fps,
            "fps_source": "option" if opts.fps else ("video" if info else "default"),
