@@ -216,7 +216,8 @@ def test_coco_written_by_rodentseg_with_frames_by_index(tmp_path):
             fm.obj_ids = fm.obj_ids + 4  # track ids 5 and 6
             w.add(fm)
     ds = load_dataset(tmp_path / "masks.json", images=tmp_path / "v" / "frames")
-    assert len(ds) == 5 and ds.names[0] == "000000"
+    assert len(ds) == 5 and ds.names[0] == "000000000"  # file_name: rodentseg frames' name
+    assert ds[0]["video"] == tmp_path.name  # the video has no name yet: the folder's
     np.testing.assert_array_equal(ds[3]["image"], imgs[3])
     np.testing.assert_array_equal(ds[3]["mask"], np.where(lab[3] > 0, lab[3] + 4, 0))
 

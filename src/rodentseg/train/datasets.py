@@ -456,6 +456,10 @@ def _coco_layout(path: Path, images: Path | None, video: Path | None) -> list[Sa
     by_image: dict = {}
     for a in anns:
         by_image.setdefault(a["image_id"], []).append(a)
+    # COCO-video files (rodentseg's masks.json among them) name their videos; an empty name
+    # (a masks.json whose source was never set) falls back to the folder's name
+    video_names = {v.get("id"): v.get("name") for v in coco.get("videos") or []
+                   if isinstance(v, dict)}
 
     def frame_of(img: dict) -> int:
         if img.get("frame_idx") is not None:
@@ -476,8 +480,12 @@ def _coco_layout(path: Path, images: Path | None, video: Path | None) -> list[Sa
             source, vid = VideoFrame(frames, frame_of(img)), Path(video).stem
         else:
             source = ImageFile(_resolve(fname, Path(images), by_idx))
-            vid = str(img.get("video_id", img.get("video", Path(fname).parent.name
-                                                   or path.parent.name)))
+            vid = img.get("video", Path(fname).parent.name or path.parent.name)
+            if img.get("video_id") in video_names:
+                vid = video_names[img["video_id"]] or vid
+            elif "video_id" in img:
+                vid = img["video_id"]
+            vid = str(vid)
         samples.append(Sample(str(Path(fname).with_suffix("")), vid, source, mask))
     return samples
 
