@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
 from rodentseg.heap import bound_heap
-
 
 #: Modules that each add one subcommand with ``add_parser(subparsers)``.
 SUBCOMMAND_MODULES = ["rodentseg.evaluate.cli", "rodentseg.track.cli", "rodentseg.annotate.cli",
@@ -194,19 +197,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm, systemd, Ray, ``kill``), raised like Ctrl-C so the same cleanup runs."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread; a second
+    SIGTERM during the cleanup is ignored. Elsewhere than the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 for bad input, with a one-line message)."""
+    """Entry point; returns the exit status (2 for bad input, with a one-line message;
+    130 after Ctrl-C, 143 after SIGTERM, with unfinished results removed)."""
     args = build_parser().parse_args(argv)
     bound_heap()  # long videos: keep peak memory flat (rodentseg.heap)
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except RodentsegError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished results are kept, the unfinished one is discarded",
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"{what}; finished results are kept, the unfinished one is discarded",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

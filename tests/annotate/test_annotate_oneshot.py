@@ -34,7 +34,7 @@ def test_layout_is_segments(result):
     assert sorted(p.name for p in result.iterdir()) == LAYOUT
     assert sorted(p.name for p in (result / "masks").iterdir()) == [f"{i:06d}.png"
                                                                     for i in range(12)]
-    assert not list(result.parent.glob(".*partial"))
+    assert not list(result.parent.glob(".*partial*"))
     assert probe(result / "overlay.mp4").frame_count == 12
 
 
@@ -104,7 +104,7 @@ def test_bad_prompts_leave_nothing(sam2_video_dir, clip12, tmp_path, capsys, arg
                  "--device", "cpu", "--quiet", *args])
     assert code == 2
     assert match in capsys.readouterr().err
-    assert not (tmp_path / clip12.stem).exists() and not list(tmp_path.glob(".*partial"))
+    assert not (tmp_path / clip12.stem).exists() and not list(tmp_path.glob(".*partial*"))
 
 
 def test_parse_prompts():
