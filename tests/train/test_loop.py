@@ -183,3 +183,30 @@ def test_cli_reports_a_bad_key(tmp_path, capsys):
     assert main(["train", "--config", str(REPO / "configs/scratch-tiny.yaml"),
                  "--set", "augment.scael=[0.5,1]", "--set", f"out={tmp_path}/r"]) == 2
     assert "unknown augment key" in capsys.readouterr().err
+
+
+def test_init_starts_from_given_weights(small_data, tmp_path):
+    first = tmp_path / "first"
+    train(_cfg(small_data, first), progress=False)
+    # lr 0: the run must end with exactly the parameters it started from (BatchNorm's running
+    # statistics still move)
+    train(_cfg(small_data, tmp_path / "again", init=str(first / "model"), lr=0.0), progress=False)
+    train(_cfg(small_data, tmp_path / "scratch", lr=0.0), progress=False)
+    a, b, c = (load_file(r / "model" / "model.safetensors")
+               for r in (first, tmp_path / "again", tmp_path / "scratch"))
+    params = [k for k in a if "running_" not in k and "num_batches" not in k]
+    assert len(params) > 50
+    assert all(torch.equal(a[k], b[k]) for k in params)
+    card = (tmp_path / "again" / "model" / "MODEL_CARD.md").read_text()
+    assert f"starting from the weights of `{first / 'model'}`" in card
+    assert "starting from" not in (first / "model" / "MODEL_CARD.md").read_text()
+    assert not any(torch.equal(a[k], c[k]) for k in params if k.endswith("weight"))
+
+
+def test_init_errors(small_data, tmp_path):
+    with pytest.raises(RodentsegError, match="model.safetensors"):
+        train(_cfg(small_data, tmp_path / "a", init=str(tmp_path / "none")), progress=False)
+    other = tmp_path / "other"
+    train(_cfg(small_data, other, model={"hidden_sizes": [8, 16, 32, 64]}), progress=False)
+    with pytest.raises(RodentsegError, match="does not fit"):
+        train(_cfg(small_data, tmp_path / "b", init=str(other / "model")), progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -37,8 +38,8 @@ frames (the model reads luma), trained from scratch by this project's own traini
   dark surround outside a large circle with most mice placed against it (a dark mouse touching
   a dark arena wall); {effects}contrast, brightness, gamma, blur and noise. Loss: BCE + soft
   Dice at full resolution{thin}.
-- {steps} steps of batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine), seed {seed}{finish};
-  {train_time:.0f} s on {hardware}.
+- {start}{steps} steps of batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine), seed
+  {seed}{finish}; {train_time:.0f} s on {hardware}.
 
 ## Scores (measured)
 - Validation ({n_val} held-out frames, full resolution): mean IoU **{miou:.4f}**, lowest frame
@@ -150,12 +151,23 @@ def write_model_card(model_dir: Path, cfg, scores: dict, net_cfg, hardware: str,
         warmup=cfg.warmup, seed=cfg.seed, train_time=scores["train_time_s"], hardware=hardware,
         miou=scores["val_miou"], min_iou=scores["val_min_iou"],
         jf=f"{scores['val_jf']:.4f}" if "val_jf" in scores else "not measured", extra=extra,
-        finish=_finish(cfg.finish),
+        finish=_finish(cfg.finish), start=_start(cfg),
         thin=(f", BCE weight 1 + {thin_weight:g} on the mask parts narrower than 7 px (the "
               "tail; `thin_parts`)" if thin_weight else ""))
     path = model_dir / "MODEL_CARD.md"
     path.write_text(text)
     return path
+
+
+def _start(cfg) -> str:
+    """The card's words for where the weights started: nothing (random) or the ``init`` folder
+    with the sha256 of its weights."""
+    if not getattr(cfg, "init", ""):
+        return ""
+    file = Path(cfg.init)
+    file = file / "model.safetensors" if file.is_dir() else file
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:12]
+    return f"starting from the weights of `{cfg.init}` (sha256 `{digest}...`), "
 
 
 def _per_setup(by_setup: dict[str, float]) -> str:

@@ -66,6 +66,10 @@ class RunConfig:
             (``sources.csv`` written by ``rodentseg autolabel --sources-root``).
         format: dataset format (of every listed dataset), or ``auto``.
         out: run directory (``runs/<name>``); a run found there is resumed.
+        init: a model folder (``model.safetensors``, e.g. the shipped
+            ``src/rodentseg/models/weights/rodentseg-tiny``) whose weights the recipe's model
+            starts from instead of its random initialisation (fine-tuning); every tensor must
+            match by name and shape. Empty: from scratch. A resumed run ignores it.
         steps: optimiser steps; each consumes ``grad_accum`` batches of ``batch_size``.
         lr, weight_decay, warmup: AdamW with linear warm-up then cosine decay to 0.
         clip_grad: gradient norm clipping (0 = off).
@@ -86,6 +90,7 @@ class RunConfig:
     format: str = "auto"
     split: SplitConfig = field(default_factory=SplitConfig)
     out: str = "runs/rodentseg-tiny"
+    init: str = ""
     steps: int = 3000
     batch_size: int = 8
     grad_accum: int = 1

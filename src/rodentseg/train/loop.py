@@ -153,6 +153,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     recipe.setup(train_set, val_set)  # e.g. sam2-decoder caches its image embeddings here
     setup_time = time.perf_counter() - t_setup
     model = recipe.build_model()
+    if cfg.init:
+        init_weights(model, Path(cfg.init))
+        acc.print(f"starting from the weights of {cfg.init}")
     params = [p for p in model.parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in params)
     n_total = sum(p.numel() for p in model.parameters())
@@ -270,6 +273,34 @@ def _finish_switches(recipe, cfg: RunConfig) -> list:
                              "phase; remove finish.augment (finish.steps and finish.lr work "
                              "with every recipe)")
     return [recipe.finish(phase.augment) for phase in cfg.finish]
+
+
+def init_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load ``path/model.safetensors`` (or ``path`` itself, a ``.safetensors`` file) into
+    ``model`` in place: the start of a fine-tuning run (``init`` in the config).
+
+    Raises:
+        RodentsegError: no such file, or its tensors do not match the model's by name and shape
+            (another architecture or size).
+    """
+    from safetensors.torch import load_file
+
+    file = path / "model.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise RodentsegError(f"init: expected a model folder with model.safetensors or a "
+                             f".safetensors file; got {path}")
+    state = load_file(str(file))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or extra or shapes:
+        what = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra
+                else f"shape of {shapes[0]} is {tuple(state[shapes[0]].shape)}, the model's "
+                     f"{tuple(own[shapes[0]].shape)}")
+        raise RodentsegError(f"init: {file} does not fit this recipe's model ({what}); expected "
+                             "weights of the same architecture and size")
+    model.load_state_dict(state)
 
 
 def _resume(acc, ckpt: Path) -> tuple[int, float]:
