@@ -20,7 +20,8 @@ from rodentseg.heap import bound_heap
 #: Modules that each add one subcommand with ``add_parser(subparsers)``.
 SUBCOMMAND_MODULES = ["rodentseg.evaluate.cli", "rodentseg.track.cli", "rodentseg.annotate.cli",
                       "rodentseg.export.cli", "rodentseg.app.cli",
-                      "rodentseg.train.frames_cli", "rodentseg.annotate.autolabel_run"]
+                      "rodentseg.train.frames_cli", "rodentseg.annotate.autolabel_run",
+                      "rodentseg.track.summarize"]
 
 
 def _positive_int(text: str) -> int:
