@@ -20,19 +20,14 @@ import math
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rodentseg.errors import RodentsegError
-from rodentseg.track.zones import (
-    Zone,
-    centre_zones,
-    find_arena,
-    hull_zone,
-    load_zones,
-    save_zones,
-    zone_readouts,
-)
+
+if TYPE_CHECKING:  # matplotlib and scipy load when the command runs, not for --help
+    from rodentseg.track.zones import Zone
 
 #: the columns every row has; then ``<zone>_time_s``, ``<zone>_entries``, ``<zone>_latency_s``.
 BASE_COLUMNS = ["result", "video", "track_id", "frames", "visible_s", "distance_px",
@@ -149,6 +144,15 @@ def summarize(results: list[Path], out: Path, zones_file: Path | None = None,
     Raises:
         RodentsegError: a folder that is not a result, a bad zones file, or no results.
     """
+    from rodentseg.track.zones import (
+        centre_zones,
+        find_arena,
+        hull_zone,
+        load_zones,
+        save_zones,
+        zone_readouts,
+    )
+
     if not results:
         raise RodentsegError("summarize needs at least one result folder")
     file_arena, file_zones = load_zones(zones_file) if zones_file else (None, [])
