@@ -54,7 +54,7 @@ from rodentseg.errors import RodentsegError
 from rodentseg.io.atomic import AtomicWriter
 from rodentseg.io.masks import CocoWriter, write_label_png
 from rodentseg.io.video import VideoWriter
-from rodentseg.overlay import draw_masks
+from rodentseg.overlay import OverlayPainter
 from rodentseg.types import FrameMasks, body_centroid, mask_box
 
 TRACK_COLUMNS = ["frame_idx", "time_s", "track_id", "area_px", "cx", "cy",
@@ -99,18 +99,20 @@ class ResultWriter(AtomicWriter):
         self._table.writerow(TRACK_COLUMNS)
         self._video = VideoWriter(self.folder / "overlay.mp4", width, height, fps) if overlay \
             else None
+        self._paint = OverlayPainter(fps, height)
         self.track_ids: set[int] = set()
 
     def write(self, fm: FrameMasks, frame: np.ndarray | None = None) -> None:
         """Record one frame's masks; ``frame`` (H, W, 3) uint8 RGB is needed for the overlay."""
         write_label_png(self.folder / "masks" / f"{fm.frame_idx:06d}.png", fm)
         self._coco.add(fm)
-        self._table.writerows(track_rows(fm, self.fps))
+        rows = track_rows(fm, self.fps)
+        self._table.writerows(rows)
         self.track_ids.update(fm.obj_ids.tolist())
         if self._video is not None:
             if frame is None:
                 raise ValueError("this writer makes an overlay: pass the frame's pixels")
-            self._video.write(draw_masks(frame, fm))
+            self._video.write(self._paint(frame, fm, {r[2]: (r[4], r[5]) for r in rows}))
 
     def close(self) -> None:
         """Finish every file (the folder is still partial until :func:`publish`); once."""
