@@ -13,7 +13,15 @@ from rodentseg.errors import RodentsegError
 from rodentseg.evaluate import add_evaluate_parser, evaluate_folders, run_evaluate
 from rodentseg.evaluate.accumulator import ObjectScore
 from rodentseg.evaluate.cli import main
-from rodentseg.evaluate.report import WorstFrames, jsonable
+from rodentseg.evaluate.report import (
+    FALSE_POSITIVE,
+    GT_LINE,
+    MISSED,
+    WorstFrames,
+    crop_box,
+    jsonable,
+    render_panels,
+)
 from rodentseg.io.masks import CocoWriter, write_label_png
 from rodentseg.types import FrameMasks
 
@@ -75,7 +83,8 @@ def test_cli_end_to_end(data, capsys):
     assert Image.open(out / "per_frame.png").format == "PNG"
     sheets = sorted(out.glob("worst_*.png"))
     assert [s.name for s in sheets] == ["worst_01.png"]  # 3 imperfect frames, 4 per sheet
-    assert Image.open(sheets[0]).width == 3 * W + 8
+    # no frames given: the error panel alone (no empty frame panel), under a 30 px caption
+    assert Image.open(sheets[0]).height > 3 * 30
     # keypoints: frame 0 point in object 1, frame 1 point in object 2 only in GT, frame 3 none
     assert m["keypoints"]["gt"]["inside_any_count"] == 3
     assert m["keypoints"]["pred"]["inside_any_count"] == 1
@@ -153,3 +162,23 @@ def test_openfield_png_against_coco(tmp_path):
                          keypoints=OPENFIELD / "keypoints.csv")
     assert r["frames"]["evaluated"] == 116 and r["davis"]["J&F"]["mean"] == 1.0
     assert r["keypoints"]["pred"]["inside_right_count"] == 450
+
+
+def test_error_panel_colours_crop_and_keypoints():
+    gt_m = np.zeros((1, 100, 120), bool)
+    gt_m[0, 40:60, 50:70] = True
+    pred_m = np.zeros((1, 100, 120), bool)
+    pred_m[0, 40:60, 55:75] = True  # 5 px to the right: 5 columns missed, 5 false positive
+    gt, pred = FrameMasks(0, np.array([1]), gt_m), FrameMasks(0, np.array([3]), pred_m)
+    box = crop_box(gt, pred, pad=0.25, min_side=10)
+    assert box == (44, 34, 81, 66)  # the union 50-75 x 40-60, grown by 6 px (25% of 25)
+    rgb = np.full((100, 120, 3), 10, np.uint8)
+    both = render_panels(rgb, pred, gt, [], keypoints=np.array([[60.0, 50.0]]), box=box)
+    assert both.shape == (32, 2 * 37 + 4, 3)
+    err = render_panels(None, pred, gt, [], box=box)
+    assert err.shape == (32, 37, 3)  # no frame: no frame panel
+    at = lambda x, y: tuple(err[y - box[1], x - box[0]])  # noqa: E731
+    assert at(52, 50) == MISSED and at(72, 50) == FALSE_POSITIVE and at(50, 40) == GT_LINE
+    assert at(60, 50) not in (MISSED, FALSE_POSITIVE)  # both: tinted by the object's colour
+    kp = both[50 - box[1], 37 + 4 + 60 - box[0]]
+    assert tuple(kp) == (255, 255, 255)  # the keypoint's dot

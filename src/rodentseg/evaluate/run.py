@@ -181,7 +181,11 @@ def evaluate_folders(pred: str | Path, gt: str | Path | None, out: str | Path, *
     if metrics is not None and worst > 0:
         frame_ids = [g.frame_idx for _, _, g, _ in worst_frames.items()]
         rgb = load_rgb_frames(frame_ids, video=video, frames=frames)
-        sheets = write_contact_sheets(out, worst_frames, rgb)
+        points = None
+        if kp is not None:
+            wanted = np.isin(kp.frame_idx, frame_ids)
+            points = {int(f): kp.xy[wanted & (kp.frame_idx == f)] for f in frame_ids}
+        sheets = write_contact_sheets(out, worst_frames, rgb, keypoints=points)
         result["outputs"]["contact_sheets"] = [str(s) for s in sheets]
         write_metrics_json(out / "metrics.json", result)
     return result
