@@ -124,7 +124,7 @@ def draw_zones(path: Path, background: np.ndarray | None, size: tuple[int, int],
     plt.close(fig)
 
 
-def summarize(results: list[Path], out: Path, zones_file: Path | None = None,
+def summarize(results: list[str | Path], out: str | Path, zones_file: str | Path | None = None,
               centre: float = 0.5, find: bool = True, progress: bool = True) -> list[dict]:
     """Write the batch table (module docstring) to ``out`` and its pictures beside it.
 
@@ -155,6 +155,7 @@ def summarize(results: list[Path], out: Path, zones_file: Path | None = None,
 
     if not results:
         raise RodentsegError("summarize needs at least one result folder")
+    out = Path(out)
     file_arena, file_zones = load_zones(zones_file) if zones_file else (None, [])
     loaded = [(Path(r), *_read_result(Path(r))) for r in results]  # check all first
     pictures = out.with_name(out.stem + ".zones")
