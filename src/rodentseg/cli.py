@@ -152,7 +152,15 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_run_train)
 
 
+#: What ``rodentseg train`` needs beyond an inference install (the ``[train]`` extra).
+TRAIN_MODULES = ("accelerate", "peft", "kornia")
+
+
 def _run_train(args) -> int:
+    missing = [m for m in TRAIN_MODULES if not _module_exists(m)]
+    if missing:
+        raise RodentsegError(f"rodentseg train needs {', '.join(missing)} (the training stack, "
+                             "not part of an inference install): pip install \"rodentseg[train]\"")
     from rodentseg.train.config import load_config
     from rodentseg.train.loop import train
 
@@ -167,12 +175,20 @@ def _run_train(args) -> int:
 
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("--write-sha256sums", type=Path, metavar="MODEL_DIR", default=None,
+                   help="record the sha256 of MODEL_DIR/model.safetensors in MODEL_DIR/SHA256SUMS "
+                        "(rerun after replacing shipped weights; loading checks it)")
     p.set_defaults(func=_run_models)
 
 
 def _run_models(args) -> int:
     from rodentseg.models import MODEL_REGISTRY
 
+    if args.write_sha256sums is not None:
+        from rodentseg.models.integrity import write_sha256sums
+
+        print(write_sha256sums(args.write_sha256sums).read_text(), end="")
+        return 0
     for name, path in MODEL_REGISTRY.items():
         print(f"{name}\t{path}")
     return 0

@@ -185,6 +185,18 @@ def test_cli_reports_a_bad_key(tmp_path, capsys):
     assert "unknown augment key" in capsys.readouterr().err
 
 
+def test_train_without_the_training_stack_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import rodentseg.cli as cli
+
+    real = cli._module_exists
+    monkeypatch.setattr(cli, "_module_exists", lambda name: name != "peft" and real(name))
+    assert main(["train", "--config", str(REPO / "configs/scratch-tiny.yaml"),
+                 "--set", f"out={tmp_path}/r"]) == 2
+    err = capsys.readouterr().err
+    assert "needs peft" in err and 'pip install "rodentseg[train]"' in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_init_starts_from_given_weights(small_data, tmp_path):
     first = tmp_path / "first"
     train(_cfg(small_data, first), progress=False)

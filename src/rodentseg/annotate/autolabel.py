@@ -208,8 +208,16 @@ def is_grey(rgb: np.ndarray, tol: float = 4.0) -> bool:
 
 def lab(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) float32 CIE L*a*b* (sRGB, D65; L* in 0-100) of an (H, W, 3) RGB image with
-    values in 0-255 (uint8 or float), by :func:`kornia.color.rgb_to_lab`."""
-    import kornia
+    values in 0-255 (uint8 or float), by :func:`kornia.color.rgb_to_lab`.
+
+    Raises:
+        RodentsegError: kornia is not installed (the ``[train]`` extra).
+    """
+    try:
+        import kornia
+    except ImportError:
+        raise RodentsegError('the colour cue needs kornia: pip install "rodentseg[train]"'
+                             ) from None
     import torch
 
     t = torch.from_numpy(np.ascontiguousarray(rgb[..., :3], dtype=np.float32) / 255.0)
