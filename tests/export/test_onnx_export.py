@@ -7,8 +7,16 @@ import pytest
 
 from rodentseg.cli import main
 from rodentseg.errors import RodentsegError
-from rodentseg.export import (FP32_TOLERANCE, INT8_FILE, ONNX_FILE, OnnxSegmenter,
-                              export_model, export_segmenter, parity, quantize_int8)
+from rodentseg.export import (
+    FP32_TOLERANCE,
+    INT8_FILE,
+    ONNX_FILE,
+    OnnxSegmenter,
+    export_model,
+    export_segmenter,
+    parity,
+    quantize_int8,
+)
 from rodentseg.models import load_model
 from tests.conftest import OPENFIELD, needs
 
@@ -91,7 +99,8 @@ def test_export_folder_and_cli(random_model_dir, tmp_path, capsys):
                  "--n-frames", "2"]) == 0
     log = capsys.readouterr().out
     assert "onnx fp32 vs torch: max |dp|" in log and "over 2 frames" in log
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "export.json", ONNX_FILE]
+    assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS", "config.json", "export.json",
+                                                     ONNX_FILE]
     before = (out / ONNX_FILE).stat().st_mtime_ns
     # A second export into the same folder needs --overwrite; nothing is touched without it.
     assert main(["export", "--model", str(random_model_dir), "--out", str(out)]) == 2

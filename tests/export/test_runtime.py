@@ -20,8 +20,8 @@ def test_cache_export_once_then_reuse(random_model_dir):
     # INT8 is never made on the fly (it needs the user's frames): the message says how.
     with pytest.raises(RodentsegError, match="--int8 --frames YOUR_VIDEO"):
         load_onnx_model(str(random_model_dir), int8=True)
-    assert sorted(p.name for p in first.path.iterdir()) == ["config.json", "export.json",
-                                                            ONNX_FILE]
+    assert sorted(p.name for p in first.path.iterdir()) == ["SHA256SUMS", "config.json",
+                                                            "export.json", ONNX_FILE]
     assert not [p for p in (cache_root() / "onnx").iterdir() if p.name.startswith(".")]
 
 

@@ -29,11 +29,24 @@ import numpy as np
 
 from rodentseg import __version__
 from rodentseg.errors import RodentsegError
-from rodentseg.export.onnx_export import (EXPORT_FILE, FP32_TOLERANCE, INT8_FILE, ONNX_FILE,
-                                          OPSET, Parity, _require_onnx, _umask,
-                                          export_segmenter, min_side, parity, quantize_int8)
+from rodentseg.export.onnx_export import (
+    EXPORT_FILE,
+    FP32_TOLERANCE,
+    INT8_FILE,
+    ONNX_FILE,
+    OPSET,
+    Parity,
+    _require_onnx,
+    _umask,
+    export_segmenter,
+    min_side,
+    parity,
+    quantize_int8,
+)
 from rodentseg.export.runtime import OnnxSegmenter
 from rodentseg.export.sam2 import SAM2_FILE, Sam2Parity, export_sam2_decoder
+from rodentseg.io.results import check_writable
+from rodentseg.models.integrity import SUMS_FILE, write_sha256sums
 from rodentseg.models.segmenter import CONFIG_FILE
 
 FORMATS = ("onnx",)
@@ -116,7 +129,7 @@ def export_model(model: str, out: str | Path, fmt: str = "onnx", int8: bool = Fa
         raise RodentsegError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
     _require_onnx()
     out = Path(out)
-    ours = (ONNX_FILE, INT8_FILE, SAM2_FILE, CONFIG_FILE, EXPORT_FILE)
+    ours = (ONNX_FILE, INT8_FILE, SAM2_FILE, CONFIG_FILE, EXPORT_FILE, SUMS_FILE)
     present = [f for f in ours if (out / f).exists()]
     if present and not overwrite:
         raise RodentsegError(f"{out} already holds an export ({present}); pass --overwrite to "
@@ -132,7 +145,7 @@ def export_model(model: str, out: str | Path, fmt: str = "onnx", int8: bool = Fa
         source = f"{len(sample)} {source}"
     else:
         sample, source = _noise_frames(), "4 uniform-noise frames 320x240 (no --frames given)"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)  # a one-line error before any work, not a traceback
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -165,6 +178,9 @@ def export_model(model: str, out: str | Path, fmt: str = "onnx", int8: bool = Fa
                                               sample if frames is not None else None)
             report.files.append(SAM2_FILE)
             log(f"sam2 decoder onnx vs torch: {report.sam2}")
+        # loading an export checks its ONNX files against these (rodentseg.models.integrity)
+        write_sha256sums(tmp, [f for f in report.files if f.endswith(".onnx")])
+        report.files.append(SUMS_FILE)
         (tmp / EXPORT_FILE).write_text(json.dumps(_export_json(report, torch_model), indent=2)
                                        + "\n")
         _publish(tmp, out, report.files)

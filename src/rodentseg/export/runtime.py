@@ -39,6 +39,12 @@ from rodentseg.export.onnx_export import (
     pad_multiple,
 )
 from rodentseg.io.video import sha256_file
+from rodentseg.models.integrity import (
+    check_finite_onnx,
+    check_finite_output,
+    verify_sha256sums,
+    write_sha256sums,
+)
 from rodentseg.models.segmenter import CONFIG_FILE, Preprocessing, check_frames, to_luma
 
 #: Runtime names accepted by :func:`load_runtime` (and ``rodentseg segment --runtime``).
@@ -97,6 +103,10 @@ class OnnxSegmenter:
         weights_sha256: sha256 of the ``.onnx`` file (a run with another runtime or
             quantization is a different run for the skip check).
         runtime: ``"onnxruntime <version> <provider>"`` plus ``int8`` when quantized.
+
+    Raises:
+        RodentsegError: the file's sha256 differs from a ``SHA256SUMS`` beside it, its weights
+            hold NaN or inf, or onnxruntime cannot load it.
     """
 
     def __init__(self, onnx_path: Path, pre: Preprocessing, name: str, device: str = "cpu",
@@ -105,6 +115,10 @@ class OnnxSegmenter:
         import onnxruntime as ort
 
         providers, self.device = _providers(device)
+        onnx_path = Path(onnx_path)
+        # a SHA256SUMS beside it (written by `rodentseg export`) must agree; NaN/inf refused
+        digest = verify_sha256sums(onnx_path.parent, [onnx_path.name]).get(onnx_path.name)
+        check_finite_onnx(onnx_path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -118,7 +132,7 @@ class OnnxSegmenter:
         self.name = name
         self.onnx_path = Path(onnx_path)
         self.path = self.onnx_path.parent
-        self.weights_sha256 = sha256_file(self.onnx_path)
+        self.weights_sha256 = digest or sha256_file(self.onnx_path)
         self.runtime = (f"onnxruntime {ort.__version__} {self.session.get_providers()[0]}"
                         + (" int8" if self.onnx_path.name == INT8_FILE else ""))
 
@@ -130,12 +144,16 @@ class OnnxSegmenter:
 
         Returns:
             (B, H, W) float32 probabilities in [0, 1], in the frames' pixel grid.
+
+        Raises:
+            RodentsegError: the model returned a non-finite value (``check_finite_output``).
         """
         check_frames(frames)
         h, w = frames.shape[1:3]
         luma = frames_to_luma(frames, self.pre, self.min_side)
         logits = self.session.run(None, {"luma": luma})[0]
-        return torch.sigmoid(torch.from_numpy(logits[:, 0, :h, :w])).numpy()
+        return check_finite_output(torch.sigmoid(torch.from_numpy(logits[:, 0, :h, :w])).numpy(),
+                                   self.name)
 
 
 def cache_root() -> Path:
@@ -157,6 +175,7 @@ def _cached_export(torch_model) -> Path:
         info = {"source": torch_model.name, "source_weights_sha256": torch_model.weights_sha256,
                 "note": "exported on first use by load_onnx_model"}
         (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        write_sha256sums(tmp, [ONNX_FILE])  # a damaged cached file is then refused at load
         if not ((final / ONNX_FILE).is_file() and (final / CONFIG_FILE).is_file()):
             shutil.rmtree(final, ignore_errors=True)  # incomplete (made by hand or an old copy)
         try:

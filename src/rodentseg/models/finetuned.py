@@ -42,6 +42,8 @@ from transformers import (
 from rodentseg.annotate.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from rodentseg.errors import RodentsegError
 from rodentseg.io.video import sha256_file
+from rodentseg.models.integrity import check_finite_output, check_finite_state, verify_sha256sums
+from rodentseg.models.segmenter import strict_load_error
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
@@ -300,13 +302,15 @@ def load_finetuned_net(path: Path) -> nn.Module:
     """Build the module a model directory describes and load its weights strictly.
 
     Raises:
-        RodentsegError: missing or unreadable files, an unknown recipe, or weights that do not
-            match the config (missing, unexpected or mis-shaped tensors).
+        RodentsegError: missing or unreadable files, weights that differ from the sha256 in a
+            ``SHA256SUMS`` beside them or hold NaN or inf, an unknown recipe, or weights that
+            do not match the config (missing, unexpected or mis-shaped tensors).
     """
     for fname in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / fname).is_file():
             raise RodentsegError(f"model directory {path} has no {fname}; expected {CONFIG_FILE} "
                                  f"and {WEIGHTS_FILE} as written by `rodentseg train`")
+    verify_sha256sums(path, [WEIGHTS_FILE])  # only where a SHA256SUMS file records it
     try:
         cfg = json.loads((path / CONFIG_FILE).read_text())
         settings = FinetunedSettings.from_dict(cfg.pop("rodentseg"))
@@ -326,11 +330,11 @@ def load_finetuned_net(path: Path) -> nn.Module:
         state = load_file(path / WEIGHTS_FILE)
     except (SafetensorError, OSError) as e:
         raise RodentsegError(f"could not read {path / WEIGHTS_FILE}: {e}") from None
+    check_finite_state(state, path / WEIGHTS_FILE)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise RodentsegError(f"weights in {path / WEIGHTS_FILE} do not match {path / CONFIG_FILE}"
-                             f" (strict loading): {str(e)[:500]}") from None
+        raise strict_load_error(e, path, cfg, config_cls) from None
     return net.eval()
 
 
@@ -364,8 +368,8 @@ class SemanticSegmenter(_Base):
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) RGB or (B, H, W) grey uint8 -> (B, H, W) float32 rodent probability
-        in [0, 1] (:func:`semantic_probs`)."""
-        return semantic_probs(self.net, frames)
+        in [0, 1] (:func:`semantic_probs`); RodentsegError on a non-finite value."""
+        return check_finite_output(semantic_probs(self.net, frames), self.name)
 
 
 class Sam2BoxSegmenter(_Base):
@@ -400,9 +404,9 @@ class Sam2BoxSegmenter(_Base):
         frames = as_rgb_frames(frames)
         emb = self.net.embed(frames)
         h, w = frames.shape[1:3]
-        return np.stack([sam2_box_probs(self.net, [e[i:i + 1] for e in emb],
-                                        self.detector.detect(f)[0], h, w)
-                         for i, f in enumerate(frames)])
+        return check_finite_output(np.stack([sam2_box_probs(self.net, [e[i:i + 1] for e in emb],
+                                                            self.detector.detect(f)[0], h, w)
+                                             for i, f in enumerate(frames)]), self.name)
 
 
 def load_finetuned(path: str | Path, name: str, device: torch.device):

@@ -16,6 +16,7 @@ shape always travel together.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,6 +30,7 @@ from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
 from rodentseg.errors import RodentsegError
 from rodentseg.io.video import sha256_file
+from rodentseg.models.integrity import check_finite_output, check_finite_state, verify_sha256sums
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -78,8 +80,8 @@ class Preprocessing:
 
 def tiny_config(**overrides) -> SegformerConfig:
     """The ``rodentseg-tiny`` SegFormer config (about 0.75 M parameters with its head);
-    ``refine_fold``, ``refine_channels`` and ``refine_hidden`` set the head (:class:`Preprocessing`),
-    other keys are ``SegformerConfig`` keys."""
+    ``refine_fold``, ``refine_channels`` and ``refine_hidden`` set the head
+    (:class:`Preprocessing`), other keys are ``SegformerConfig`` keys."""
     pre = Preprocessing(**{k: overrides.pop(k) for k in ("refine_fold", "refine_channels",
                                                         "refine_hidden") if k in overrides})
     kw = dict(
@@ -223,13 +225,13 @@ class Segmenter:
     """
 
     def __init__(self, net: RodentSegNet, pre: Preprocessing, name: str,
-                 path: Path, device: torch.device):
+                 path: Path, device: torch.device, weights_sha256: str | None = None):
         self.net = net.eval().to(device)
         self.pre = pre
         self.name = name
         self.path = path
         self.device = device
-        self.weights_sha256 = sha256_file(path / WEIGHTS_FILE)
+        self.weights_sha256 = weights_sha256 or sha256_file(path / WEIGHTS_FILE)
 
     @torch.inference_mode()
     def predict(self, frames: np.ndarray) -> np.ndarray:
@@ -240,12 +242,15 @@ class Segmenter:
 
         Returns:
             (B, H, W) float32 probabilities in [0, 1], in the frames' pixel grid.
+
+        Raises:
+            RodentsegError: the model returned a non-finite value (``check_finite_output``).
         """
         check_frames(frames)
         x = torch.cat([to_luma(torch.from_numpy(frames[i:i + HEAD_CHUNK]).to(self.device))
                        for i in range(0, len(frames), HEAD_CHUNK)])
         logits = forward_full(self.net, x, self.pre, head_chunk=HEAD_CHUNK)
-        return logits.sigmoid_()[:, 0].float().cpu().numpy()
+        return check_finite_output(logits.sigmoid_()[:, 0].float().cpu().numpy(), self.name)
 
 
 def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:
@@ -253,8 +258,9 @@ def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:
 
     Raises:
         RodentsegError: ``config.json`` or ``model.safetensors`` is missing or unreadable, the
-            config is not a rodentseg segmenter, or the weights do not match the config
-            (missing, unexpected or mis-shaped tensors).
+            weights differ from the sha256 recorded in ``SHA256SUMS`` beside them (every shipped
+            model has one), hold NaN or inf, the config is not a rodentseg segmenter, or the
+            weights do not match the config (missing, unexpected or mis-shaped tensors).
     """
     for fname in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / fname).is_file():
@@ -263,6 +269,7 @@ def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:
                 f"{WEIGHTS_FILE} (as written by `rodentseg train`), found "
                 f"{sorted(p.name for p in path.iterdir()) or 'nothing'}"
             )
+    digest = verify_sha256sums(path, [WEIGHTS_FILE]).get(WEIGHTS_FILE)  # None: no SHA256SUMS
     try:
         cfg_dict = json.loads((path / CONFIG_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -280,10 +287,38 @@ def load_segmenter(path: Path, name: str, device: torch.device) -> Segmenter:
         state = load_file(path / WEIGHTS_FILE)
     except Exception as e:  # safetensors raises its own error types for damaged files
         raise RodentsegError(f"could not read {path / WEIGHTS_FILE}: {e}") from None
+    check_finite_state(state, path / WEIGHTS_FILE)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise RodentsegError(
-            f"weights in {path / WEIGHTS_FILE} do not match {path / CONFIG_FILE} "
-            f"(strict loading): {e}") from None
-    return Segmenter(net, net.pre, name, path, device)
+        raise strict_load_error(e, path, cfg_dict, SegformerConfig) from None
+    return Segmenter(net, net.pre, name, path, device, digest)
+
+
+def strict_load_error(error: RuntimeError, path: Path, cfg_dict: dict,
+                      config_cls) -> RodentsegError:
+    """One line for a failed ``load_state_dict(strict=True)``: how many tensors are missing,
+    unexpected or mis-shaped, the first of them, and the config keys that ``config_cls`` does
+    not know (a misspelt key, such as ``hiden_sizes``, silently builds a different network:
+    the usual cause), with the known key each one is closest to.
+
+    Args:
+        error: what ``load_state_dict`` raised.
+        path: the model folder.
+        cfg_dict: its ``config.json`` as read.
+        config_cls: the ``transformers`` config class the network was built from.
+    """
+    lines = [ln.strip() for ln in str(error).splitlines()[1:] if ln.strip()]
+    known = set(config_cls().to_dict()) | {"rodentseg"}
+    unknown = sorted(k for k in cfg_dict if k not in known)
+    hint = ""
+    if unknown:
+        near = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        hint = ("; " + path.joinpath(CONFIG_FILE).as_posix() + " has key(s) "
+                + ", ".join(f"{k!r}" + (f" (did you mean {m[0]!r}?)" if m else "")
+                            for k, m in near.items())
+                + f" that {config_cls.__name__} does not know, so their defaults were used")
+    first = lines[0][:300] if lines else str(error)[:300]
+    return RodentsegError(
+        f"weights in {path / WEIGHTS_FILE} do not match {path / CONFIG_FILE} (strict loading: "
+        f"{len(lines)} problem(s), first: {first}){hint}")
