@@ -148,6 +148,9 @@ def _add_train(sub) -> None:
     p.add_argument("--low-res", action="store_true",
                    help="dinov3-lora: quarter-resolution input (model.input_scale=0.25) for "
                         "small GPUs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete a run already in the output folder and start afresh (without "
+                        "it, a killed run with the same config resumes; another is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
 
@@ -165,7 +168,8 @@ def _run_train(args) -> int:
     from rodentseg.train.loop import train
 
     overrides = args.set + (["model.input_scale=0.25"] if args.low_res else [])
-    scores = train(load_config(args.config, overrides), progress=not args.quiet)
+    scores = train(load_config(args.config, overrides), progress=not args.quiet,
+                   overwrite=args.overwrite)
     if scores:  # only the main process reports
         print(f"validation mean IoU {scores['val_miou']:.4f} (min {scores['val_min_iou']:.4f}), "
               f"J&F {scores['val_jf']:.4f} after {scores['steps']} steps, "

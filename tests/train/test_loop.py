@@ -222,3 +222,30 @@ def test_init_errors(small_data, tmp_path):
     train(_cfg(small_data, other, model={"hidden_sizes": [8, 16, 32, 64]}), progress=False)
     with pytest.raises(RodentsegError, match="does not fit"):
         train(_cfg(small_data, tmp_path / "b", init=str(other / "model")), progress=False)
+
+
+def test_a_changed_config_is_not_resumed(small_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_cfg(small_data, run), progress=False)
+    # the same run again: nothing to do, no error; eval_every may change
+    train(_cfg(small_data, run, eval_every=4), progress=False)
+    with pytest.raises(RodentsegError, match="differs in lr, seed"):
+        train(_cfg(small_data, run, lr=0.01, seed=3), progress=False)
+    # more finish phases after the old ones extend the run
+    longer = {"steps": 2, "lr": 0.0005, "warmup": 1}
+    train(_cfg(small_data, run, finish=[longer]), progress=False)
+    assert yaml.safe_load((run / "scores.yaml").read_text())["steps"] == 6
+    with pytest.raises(RodentsegError, match="differs in finish"):
+        train(_cfg(small_data, run, finish=[longer | {"lr": 0.001}]), progress=False)
+    # --overwrite starts afresh
+    assert main(["train", "--config", str(REPO / "configs/scratch-tiny.yaml"), "--quiet",
+                 "--set", f"data={small_data}", "--set", f"out={run}", "--set", "steps=2",
+                 "--set", "batch_size=2", "--set", "eval_every=2", "--set", "finish=[]",
+                 "--set", "split.val_fraction=0.25", "--overwrite"]) == 0
+    assert yaml.safe_load((run / "scores.yaml").read_text())["steps"] == 2
+    # ... but never deletes a folder that is not a run
+    other = tmp_path / "photos"
+    (other / "a").mkdir(parents=True)
+    with pytest.raises(RodentsegError, match="not a training run folder"):
+        train(_cfg(small_data, other), progress=False, overwrite=True)
+    assert (other / "a").is_dir()

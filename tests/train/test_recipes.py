@@ -269,7 +269,9 @@ def test_two_steps_through_the_training_loop_and_resume(model_dirs, small_data, 
     assert 0 <= scores["val_miou"] <= 1 and scores["trainable_params"] > 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     capsys.readouterr()
-    train(RunConfig.from_dict(base | {"steps": 3}), progress=False)  # resumes, recipe state too
+    # one more (finish) step: resumes at step 2, recipe state too
+    train(RunConfig.from_dict(base | {"finish": [{"steps": 1, "lr": 1e-4, "warmup": 1}]}),
+          progress=False)
     assert "at step 2" in capsys.readouterr().out
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["step", "2", "3"]

@@ -114,8 +114,11 @@ def evaluate_recipe(recipe, model, items, threshold: float = 0.5) -> dict[str, n
     return {"iou": np.asarray(ious), "f": np.asarray(fs)}
 
 
-def train(cfg: RunConfig, progress: bool = True) -> dict:
+def train(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
     """Run ``cfg``'s recipe to ``cfg.total_steps`` optimiser steps (resuming a killed run).
+
+    A run found in ``cfg.out`` is resumed only if its ``config.yaml`` is the same run
+    (:func:`check_same_run`); with ``overwrite`` it is deleted and the run starts afresh.
 
     Returns:
         The final scores (also in ``scores.yaml``): ``val_miou`` (mean IoU over validation
@@ -126,7 +129,8 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
         embeddings), ``peak_rss_mb`` (and ``peak_gpu_mb`` on a GPU), ...
 
     Raises:
-        RodentsegError: unknown recipe or option, unreadable data, or an empty split.
+        RodentsegError: unknown recipe or option, unreadable data, an empty split, or another
+            run's folder as ``out`` without ``overwrite``.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -134,6 +138,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict:
     from rodentseg.train.datasets import describe_split, load_datasets, split_dataset
 
     factory = recipe_factory(cfg.recipe)
+    if overwrite:
+        _remove_run(Path(cfg.out))
+    check_same_run(Path(cfg.out), cfg)
     set_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -273,6 +280,53 @@ def _finish_switches(recipe, cfg: RunConfig) -> list:
                              "phase; remove finish.augment (finish.steps and finish.lr work "
                              "with every recipe)")
     return [recipe.finish(phase.augment) for phase in cfg.finish]
+
+
+#: Keys a resumed run may change: when to evaluate and checkpoint, and CPU threads.
+RESUMABLE_CHANGES = {"eval_every", "checkpoint_every", "threads"}
+
+
+def _remove_run(out: Path) -> None:
+    """Delete a run folder (``--overwrite``); a folder that holds no run is refused, so a
+    mistyped ``out`` cannot delete other files."""
+    if not out.exists():
+        return
+    marks = ("config.yaml", "checkpoint", "metrics.csv", "model")
+    if not out.is_dir() or not any((out / m).exists() for m in marks):
+        raise RodentsegError(f"--overwrite: {out} is not a training run folder (no config.yaml, "
+                             "checkpoint/ or metrics.csv); not deleting it")
+    shutil.rmtree(out)
+
+
+def check_same_run(out: Path, cfg: RunConfig) -> None:
+    """Refuse to resume a run in ``out`` that was started with another config.
+
+    Resuming is allowed when ``out/config.yaml`` equals ``cfg`` except for
+    :data:`RESUMABLE_CHANGES` and more ``finish`` phases after the old ones (extending a run).
+    A folder without ``config.yaml`` (nothing started), or one written by an older rodentseg
+    whose config no longer parses, is not checked.
+
+    Raises:
+        RodentsegError: the configs differ elsewhere; names the keys.
+    """
+    path = out / "config.yaml"
+    if not path.is_file():
+        return
+    old = yaml.safe_load(path.read_text()) or {}
+    old.pop("resolved_split", None)
+    try:
+        old = RunConfig.from_dict(old).to_dict()
+    except RodentsegError:
+        return
+    new = cfg.to_dict()
+    differ = sorted(k for k in new if k not in RESUMABLE_CHANGES | {"finish"}
+                    and old.get(k) != new[k])
+    if new["finish"][:len(old["finish"])] != old["finish"]:
+        differ.append("finish")
+    if differ:
+        raise RodentsegError(f"{out} holds a run with another config (it differs in "
+                             f"{', '.join(differ)}); resuming it would mix two runs. Choose "
+                             "another out (--set out=runs/NAME) or start afresh with --overwrite")
 
 
 def init_weights(model: torch.nn.Module, path: Path) -> None:
