@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rodentseg import __version__
-from rodentseg.errors import RodentsegError
+from rodentseg.errors import RodentsegError, from_os_error
 from rodentseg.heap import bound_heap
 
 #: Modules that each add one subcommand with ``add_parser(subparsers)``.
@@ -242,8 +242,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 for bad input, with a one-line message;
-    130 after Ctrl-C, 143 after SIGTERM, with unfinished results removed)."""
+    """Entry point; returns the exit status (2 for bad input or a system error such as a full
+    disk, with a one-line message; 130 after Ctrl-C, 143 after SIGTERM, with unfinished results
+    removed)."""
     args = build_parser().parse_args(argv)
     bound_heap()  # long videos: keep peak memory flat (rodentseg.heap)
     try:
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except RodentsegError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, no permission, a name too long: one line, not a traceback
+        print(f"error: {from_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"

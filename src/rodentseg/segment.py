@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rodentseg import __version__
-from rodentseg.errors import RodentsegError
+from rodentseg.errors import RodentsegError, from_os_error
 from rodentseg.heap import bound_heap, trim_heap
 from rodentseg.io.results import (
     TRACK_COLUMNS,
@@ -237,7 +237,8 @@ def segment_videos(videos: list[str | Path], out: str | Path, model_name: str, d
 
     Returns:
         The result folders of the videos that finished, and ``{video: error message}`` for
-        those that failed.
+        those that failed (bad input, or an ``OSError`` such as a full disk, worded by
+        :func:`rodentseg.errors.from_os_error`).
 
     Args:
         runtime: ``torch``, or ``onnx`` / ``onnx-int8`` (onnxruntime; the [onnx] extra).
@@ -263,4 +264,6 @@ def segment_videos(videos: list[str | Path], out: str | Path, model_name: str, d
             done.append(segment_video(v, out, model, opts, overwrite, progress))
         except RodentsegError as e:
             failed[str(v)] = str(e)
+        except OSError as e:  # a full disk, ...: the partial folder is gone, writers closed
+            failed[str(v)] = str(from_os_error(e))
     return done, failed

@@ -92,7 +92,8 @@ class FrameMasks:
             self.scores = np.ones(len(self.obj_ids), np.float32)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         if self.masks.ndim != 3 or self.masks.dtype != bool:
-            raise ValueError(f"masks must be (N, H, W) bool, got {self.masks.dtype} {self.masks.shape}")
+            raise ValueError(f"masks must be (N, H, W) bool, got {self.masks.dtype} "
+                             f"{self.masks.shape}")
         n = len(self.masks)
         if len(self.obj_ids) != n or len(self.scores) != n:
             raise ValueError(
@@ -110,14 +111,16 @@ class FrameMasks:
         return self.masks.shape[1], self.masks.shape[2]
 
     def to_label_image(self) -> np.ndarray:
-        """(H, W) uint8 image, pixel = obj_id, 0 = background (later objects drawn on top).
+        """(H, W) label image, pixel = obj_id, 0 = background (later objects drawn on top):
+        uint8 while every id is at most 255, else uint16 (a 16-bit label PNG).
 
         Raises:
-            ValueError: an id does not fit in 8 bits (> 255).
+            ValueError: an id does not fit in 16 bits (> 65535).
         """
-        if len(self) and self.obj_ids.max() > 255:
-            raise ValueError(f"obj_id {self.obj_ids.max()} does not fit an 8-bit label PNG")
-        out = np.zeros(self.shape, np.uint8)
+        top = int(self.obj_ids.max()) if len(self) else 0
+        if top > 65535:
+            raise ValueError(f"obj_id {top} does not fit a 16-bit label PNG (ids up to 65535)")
+        out = np.zeros(self.shape, np.uint8 if top <= 255 else np.uint16)
         for oid, m in zip(self.obj_ids, self.masks):
             out[m] = oid
         return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -64,15 +65,17 @@ def run_app(args) -> int:
 
     Raises:
         RodentsegError: gradio is not installed, a bad ``--data-root`` / ``--max-upload-mb``,
-            or a model that cannot be loaded.
+            the port is in use, or a model that cannot be loaded.
     """
     import os
 
     from rodentseg.app.paths import resolve_root
 
-    if not args.max_upload_mb > 0:
-        raise RodentsegError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not (args.max_upload_mb > 0 and math.isfinite(args.max_upload_mb)):
+        raise RodentsegError(f"--max-upload-mb must be a finite number > 0, got "
+                             f"{args.max_upload_mb}")
     root = resolve_root(args.data_root)
+    check_port(args.host, args.port)  # before the model loads: fail in a second, not a minute
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio  # noqa: F401
@@ -91,5 +94,27 @@ def run_app(args) -> int:
               "the app", file=sys.stderr)
     print(f"rodentseg app: http://{args.host}:{args.port} (data root {root}, model "
           f"{args.model}); Ctrl-C to stop", flush=True)
-    launch(demo, args.host, args.port, args.max_upload_mb)
+    try:
+        launch(demo, args.host, args.port, args.max_upload_mb)
+    except OSError as e:  # taken between check_port and now
+        raise RodentsegError(f"cannot serve the app on {args.host}:{args.port} ({e}); choose "
+                             "another --port") from None
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """Check that the app can listen on ``host:port`` (binds and closes a socket, with
+    ``SO_REUSEADDR`` as the server sets it).
+
+    Raises:
+        RodentsegError: the port is in use or not allowed, or the host is not an address of
+            this machine; the message names them and the fix.
+    """
+    import socket
+
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        raise RodentsegError(
+            f"cannot listen on {host}:{port}: {e.strerror or e}; expected a free port (another "
+            "program, or another rodentseg app, uses it): choose another with --port") from None

@@ -21,6 +21,7 @@ from rodentseg.evaluate.report import (
     write_per_frame_csv,
 )
 from rodentseg.io.masks import iter_coco_frames, iter_label_pngs
+from rodentseg.io.results import check_writable
 from rodentseg.types import FrameMasks
 
 MAX_LISTED = 100  # frame indices listed in metrics.json for frames only in PRED
@@ -111,7 +112,8 @@ def evaluate_folders(pred: str | Path, gt: str | Path | None, out: str | Path, *
         ``gt``), ``settings`` and ``outputs`` (paths written).
 
     Raises:
-        RodentsegError: unreadable or mismatched inputs, or nothing to compare.
+        RodentsegError: unreadable or mismatched inputs, nothing to compare, or an ``out``
+            that cannot be created or written.
     """
     if gt is None and keypoints is None:
         raise RodentsegError("nothing to evaluate PRED against: give ground-truth masks (GT), "
@@ -124,6 +126,7 @@ def evaluate_folders(pred: str | Path, gt: str | Path | None, out: str | Path, *
         probe(video)
     if frames is not None and not Path(frames).is_dir():
         raise RodentsegError(f"--frames expects a folder of images, {frames} is not a directory")
+    check_writable(Path(out))  # one line now, not a traceback after scoring every frame
     kp = read_keypoints(keypoints, min_likelihood) if keypoints is not None else None
     metrics = SegmentationMetrics(boundary_tol, match, semantic) if gt is not None else None
     kp_pred = KeypointContainment(kp) if kp is not None else None

@@ -1,4 +1,5 @@
-"""Instance masks on disk: 8-bit label PNGs and COCO-style RLE JSON (pycocotools).
+"""Instance masks on disk: label PNGs (8-bit; 16-bit when an id exceeds 255) and COCO-style RLE
+JSON (pycocotools).
 
 Layout written by ``rodentseg segment`` and read back by ``track`` and ``evaluate``:
 ``masks/NNNNNN.png`` (pixel = ``track_id``, 0 = background) and ``masks.json``, a COCO file
@@ -69,7 +70,9 @@ def decode_rle(rles: list[dict]) -> np.ndarray:
 
 
 def write_label_png(path: str | Path, fm: FrameMasks) -> None:
-    """Write ``fm`` as one 8-bit single-channel PNG (pixel = obj_id, 0 = background)."""
+    """Write ``fm`` as one single-channel PNG (pixel = obj_id, 0 = background): 8-bit, or
+    16-bit for a frame with an id above 255 (``np.asarray(PIL.Image.open(path))`` reads both;
+    OpenCV needs ``cv2.IMREAD_UNCHANGED``)."""
     Image.fromarray(fm.to_label_image()).save(path, compress_level=1)
 
 
@@ -85,7 +88,8 @@ def iter_label_pngs(folder: str | Path) -> Iterator[FrameMasks]:
     """Yield the frames of a folder of label PNGs, in frame-index order.
 
     Raises:
-        RodentsegError: the folder does not exist or holds no PNG, or two files give one index.
+        RodentsegError: the folder does not exist or holds no PNG, two files give one index, or
+            a file is not a readable single-channel image (damaged, truncated).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -97,7 +101,12 @@ def iter_label_pngs(folder: str | Path) -> Iterator[FrameMasks]:
     if len(set(idx)) != len(idx):
         raise RodentsegError(f"two label PNGs in {folder} give the same frame index")
     for i, p in zip(idx, files):
-        label = np.asarray(Image.open(p))
+        try:
+            with Image.open(p) as im:
+                label = np.asarray(im)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated, broken chunks, ...
+            raise RodentsegError(f"{p} is not a readable label PNG ({e}); expected a "
+                                 "single-channel PNG, pixel = object id") from None
         if label.ndim != 2:
             raise RodentsegError(f"{p} is not a single-channel label image (shape {label.shape})")
         yield FrameMasks.from_label_image(i, label)
@@ -225,7 +234,9 @@ def iter_coco_frames(path: str | Path, id_key: str = "track_id") -> Iterator[Fra
     are converted with pycocotools.
 
     Raises:
-        RodentsegError: the file is missing, is not JSON, or lacks ``images``/``annotations``.
+        RodentsegError: the file is missing, is not JSON, lacks ``images``/``annotations``, an
+            image lacks ``height``/``width``, or an annotation lacks ``segmentation`` or holds a
+            bad polygon or RLE (the message names the annotation and image ids).
     """
     path = Path(path)
     try:
@@ -238,23 +249,56 @@ def iter_coco_frames(path: str | Path, id_key: str = "track_id") -> Iterator[Fra
             f"{path} is not a COCO JSON with 'images' and 'annotations' ({e})") from None
     by_image: dict[int, list[dict]] = {}
     for a in anns:
+        if not isinstance(a, dict) or "image_id" not in a:
+            raise RodentsegError(f"{path}: an annotation has no 'image_id' (got {str(a)[:200]});"
+                                 " expected one per annotation")
         by_image.setdefault(a["image_id"], []).append(a)
     def frame_of(img: dict) -> int:
         if img.get("frame_idx") is not None:
             return int(img["frame_idx"])
         return frame_index_of(Path(img["file_name"])) if "file_name" in img else int(img["id"])
 
-    for img in sorted(images, key=frame_of):
-        h, w = img["height"], img["width"]
+    try:
+        images = sorted(images, key=frame_of)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RodentsegError(f"{path}: an image has no usable frame index ({e!r}); expected "
+                             "'frame_idx', a file_name with digits, or an integer 'id'") from None
+    for img in images:
+        try:
+            h, w = int(img["height"]), int(img["width"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise RodentsegError(f"{path}: image {img.get('id')} has no usable {e!r} (got "
+                                 f"{img}); expected integer 'height' and 'width'") from None
         items = by_image.get(img["id"], [])
         masks = np.zeros((len(items), h, w), bool)
         ids = []
         for k, a in enumerate(items):
-            seg = a["segmentation"]
-            if isinstance(seg, list):  # polygons
-                seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-            elif isinstance(seg["counts"], list):  # uncompressed RLE
-                seg = mask_utils.frPyObjects(seg, h, w)
-            masks[k] = decode_rle([seg])[0]
+            try:
+                masks[k] = _decode_segmentation(a["segmentation"], h, w)
+            except Exception as e:  # pycocotools raises bare Exception for some bad input
+                what = ("no 'segmentation'" if "segmentation" not in a
+                        else f"a bad segmentation ({e!r})")
+                raise RodentsegError(
+                    f"{path}: annotation {a.get('id')} of image {img['id']} has {what}; expected a"
+                    f" polygon list [[x0, y0, x1, y1, x2, y2, ...]] or an RLE {{'size': [{h}, {w}],"
+                    " 'counts': ...}") from None
             ids.append(a.get(id_key, a.get("instance_id", k + 1)))
         yield FrameMasks(frame_of(img), np.asarray(ids, np.int64), masks)
+
+
+def _decode_segmentation(seg, h: int, w: int) -> np.ndarray:
+    """(H, W) bool mask of a COCO ``segmentation`` (polygons, RLE or uncompressed RLE).
+
+    Raises:
+        ValueError: a polygon with fewer than 3 points or an odd number of coordinates, or an
+            RLE of another size than the image; what pycocotools raises for others.
+    """
+    if isinstance(seg, list):  # polygons
+        if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
+            raise ValueError("each polygon needs at least 3 (x, y) points")
+        seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    elif isinstance(seg["counts"], list):  # uncompressed RLE
+        seg = mask_utils.frPyObjects(seg, h, w)
+    if list(seg["size"]) != [h, w]:
+        raise ValueError(f"RLE size {list(seg['size'])} differs from the image's [{h}, {w}]")
+    return decode_rle([seg])[0]

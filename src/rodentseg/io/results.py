@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
@@ -124,13 +125,16 @@ class ResultWriter(AtomicWriter):
             self._video.close()
 
     def abort(self) -> None:
-        """Stop after an error; the caller removes the partial folder."""
-        if self._tf.closed:
-            return
-        self._coco.abort()
-        self._tf.close()
+        """Stop after an error; the caller removes the partial folder. Every file is closed
+        even when closing one fails (a full disk fails the flush of each)."""
+        steps = [self._coco.abort, self._tf.close]
         if self._video is not None:
-            self._video.abort()
+            steps.append(self._video.abort)
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: S110 - the error being handled is the one to report
+                pass
 
 
 @dataclass
@@ -185,13 +189,30 @@ def check_writable(out: Path) -> None:
         ) from None
 
 
+#: Longest result name (bytes) used as is in the hidden names beside it (``.<name>.lock``,
+#: ``.<name>.partial-<12 hex>``, ``.<name>.old``); file systems allow 255 bytes per name.
+HIDDEN_NAME_BYTES = 200
+
+
+def hidden_key(name: str) -> str:
+    """The part of the hidden names beside ``out/name`` that stands for ``name``: ``name``
+    itself, or for a name over :data:`HIDDEN_NAME_BYTES` bytes (a video file name of 248+
+    characters) its first 180 bytes, ``~`` and 10 hex digits of its sha1, so that
+    ``.<key>.partial-<12 hex>`` fits in 255 bytes and stays unique to ``name``."""
+    raw = name.encode()
+    if len(raw) <= HIDDEN_NAME_BYTES:
+        return name
+    return (raw[:180].decode(errors="ignore") + "~"
+            + hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:10])
+
+
 def _lock(out: Path, name: str) -> FileLock:
     """Take the lock of ``out/name`` without waiting.
 
     Raises:
         RodentsegError: another run (process or thread) holds it.
     """
-    path = out / f".{name}.lock"
+    path = out / f".{hidden_key(name)}.lock"
     lock = FileLock(path, timeout=0, thread_local=False)  # publish may run on another thread
     try:
         lock.acquire()
@@ -206,7 +227,7 @@ def _lock(out: Path, name: str) -> FileLock:
 
 def _remove_stale(out: Path, name: str) -> None:
     """Remove what killed runs left for ``out/name`` (call with its lock held)."""
-    left = re.compile(rf"\.{re.escape(name)}\.(partial(-[0-9a-f]{{12}})?|old)")
+    left = re.compile(rf"\.{re.escape(hidden_key(name))}\.(partial(-[0-9a-f]{{12}})?|old)")
     for p in out.iterdir():
         if left.fullmatch(p.name):
             shutil.rmtree(p, ignore_errors=True)
@@ -245,7 +266,7 @@ def prepare(out: Path, name: str, signature: dict, overwrite: bool) -> Path | No
                     "options); pass --overwrite to replace it, or choose another --out"
                 )
         _remove_stale(out, name)
-        partial = out / f".{name}.partial-{uuid.uuid4().hex[:12]}"
+        partial = out / f".{hidden_key(name)}.partial-{uuid.uuid4().hex[:12]}"
         partial.mkdir()
     except BaseException:
         lock.release()
@@ -367,7 +388,7 @@ def publish(partial: Path, run: dict) -> Path:
         if not final.exists():
             os.replace(partial, final)
         elif not _exchange(partial, final):  # partial holds the old result after an exchange
-            old = final.with_name(f".{final.name}.old")
+            old = final.with_name(f".{hidden_key(final.name)}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
             try:

@@ -34,8 +34,8 @@ def image_files(folder: Path) -> list[Path]:
     """
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not files:
-        raise RodentsegError(f"expected a video file or a folder of images ({', '.join(IMAGE_EXTS)})"
-                             f"; {folder} is a directory with no images")
+        raise RodentsegError(f"expected a video file or a folder of images "
+                             f"({', '.join(IMAGE_EXTS)}); {folder} is a directory with no images")
     return files
 
 
@@ -86,14 +86,19 @@ def probe(path: str | Path) -> VideoInfo:
     """Read the header of a video without decoding it.
 
     Raises:
-        RodentsegError: missing file, a directory, not a video, or no video stream. (A video
-            whose frames cannot be decoded is reported by :func:`read_frames`.)
+        RodentsegError: missing file, a directory, not a video, no video stream, or a folder
+            whose first image cannot be read. (A video whose frames cannot be decoded is
+            reported by :func:`read_frames`.)
     """
     path = Path(path)
     if path.is_dir():
         files = image_files(path)
-        with Image.open(files[0]) as im:
-            w, h, mode = im.width, im.height, im.mode
+        try:
+            with Image.open(files[0]) as im:
+                w, h, mode = im.width, im.height, im.mode
+        except OSError as e:  # PIL.UnidentifiedImageError too
+            raise RodentsegError(f"{files[0]} is not a readable image ({e}); expected the first "
+                                 f"image of the folder {path} to give the frame size") from None
         return VideoInfo(path, w, h, IMAGE_FOLDER_FPS, len(files), True,
                          len(files) / IMAGE_FOLDER_FPS, "images", mode.lower())
     with _open(path) as c:
@@ -245,6 +250,8 @@ class VideoWriter(AtomicWriter):
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Drop the unfinished file."""
-        self._c.close()
-        self._tmp.unlink(missing_ok=True)
+        """Drop the unfinished file (also when closing it fails, as on a full disk)."""
+        try:
+            self._c.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
@@ -12,8 +13,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+        if not (value > 0 and math.isfinite(value)):  # inf (or nan) would give empty times
+            raise argparse.ArgumentTypeError(f"expected a positive finite number, got {value}")
         return value
     return parse
 
