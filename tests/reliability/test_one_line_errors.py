@@ -209,3 +209,11 @@ def test_video_file_name_of_248_characters_is_segmented(short_video, tmp_path):
     assert (out / video.stem / "run.json").is_file()
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [
         f".{hidden_key(video.stem)}.lock"]
+
+
+@pytest.mark.parametrize("item", ["steps=abc", "lr=fast"])
+def test_train_set_with_a_value_of_the_wrong_type_is_one_line(item, tmp_path, capsys):
+    assert main(["train", "--set", item, "--set", f"out={tmp_path}/r"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and item.split("=")[1] in err
+    assert not (tmp_path / "r").exists()

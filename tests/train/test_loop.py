@@ -49,7 +49,7 @@ def test_run_layout_and_model_loads(small_data, tmp_path):
     run = tmp_path / "run"
     for f in ("config.yaml", "metrics.csv", "curve.png", "sample.png", "scores.yaml",
               "checkpoint/step.json", "checkpoint/model.safetensors", "model/config.json",
-              "model/model.safetensors", "model/MODEL_CARD.md"):
+              "model/model.safetensors", "model/MODEL_CARD.md", "model/SHA256SUMS"):
         assert (run / f).is_file(), f
     assert 0 <= scores["val_miou"] <= 1 and 0 <= scores["val_jf"] <= 1
     assert scores["train_frames"] == 6 and len(scores["val_frames"]) == 2
@@ -177,6 +177,18 @@ def test_config_errors(tmp_path):
     cfg = load_config(str(REPO / "configs/scratch-tiny.yaml"),
                       ["steps=7", "augment.scale=[0.5, 1.0]"])
     assert cfg.steps == 7 and cfg.augment["scale"] == [0.5, 1.0] and cfg.batch_size == 8
+    # values of the wrong type are named (YAML 1.1 reads 1e-3 as text: it is taken as a number)
+    for item, match in [("steps=abc", "steps must be a whole number; got 'abc'"),
+                        ("steps=2.5", "steps must be a whole number"),
+                        ("lr=fast", "lr must be a finite number; got 'fast'"),
+                        ("lr=.inf", "lr must be a finite number"),
+                        ("split.val_fraction=[1]", "split.val_fraction must be a finite number"),
+                        ("finish={steps: x}", r"finish.steps must be a whole number"),
+                        ("recipe=3", "recipe must be text")]:
+        with pytest.raises(RodentsegError, match=match):
+            load_config(None, [item])
+    cfg = load_config(None, ["lr=1e-3", "steps=4.0", "split.seed='2'"])
+    assert cfg.lr == 0.001 and cfg.steps == 4 and cfg.split.seed == 2
 
 
 def test_cli_reports_a_bad_key(tmp_path, capsys):

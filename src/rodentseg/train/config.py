@@ -5,6 +5,7 @@ that lists the known ones). The resolved config is saved with each run (``config
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -125,6 +126,10 @@ class RunConfig:
             _check_keys(phase, FinishConfig, name)
         cfg = cls(**d, split=SplitConfig(**split),
                   finish=[FinishConfig(**phase) for phase in finish])
+        _check_types(cfg, "")
+        _check_types(cfg.split, "split.")
+        for name, phase in zip(names, cfg.finish):
+            _check_types(phase, f"{name}.")
         checks = [("model", cfg.model), ("augment", cfg.augment)]
         checks += [(f"{name}.augment", phase.augment) for name, phase in zip(names, cfg.finish)]
         for key, value in checks:
@@ -160,6 +165,35 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
+
+
+def _check_types(obj, prefix: str) -> None:
+    """Check (in place) that the scalar fields of a config dataclass hold their type: ``int``
+    fields whole numbers, ``float`` fields finite numbers (a YAML string such as ``1e-3``, which
+    YAML 1.1 reads as text, is converted), ``str`` fields text.
+
+    Raises:
+        RodentsegError: names the key, the type expected and the value received.
+    """
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if f.type in ("int", "float") and isinstance(v, str):
+            try:
+                v = float(v) if f.type == "float" else int(v)
+            except ValueError:
+                pass
+        if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            else:
+                raise RodentsegError(f"{prefix}{f.name} must be a whole number; got {v!r}")
+        elif f.type == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise RodentsegError(f"{prefix}{f.name} must be a finite number; got {v!r}")
+            v = float(v)
+        elif f.type == "str" and not isinstance(v, str):
+            raise RodentsegError(f"{prefix}{f.name} must be text; got {v!r}")
+        setattr(obj, f.name, v)
 
 
 def _check_keys(d: dict, cls, what: str) -> None:

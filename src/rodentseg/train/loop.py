@@ -229,6 +229,10 @@ def train(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dic
         return {}
     net = acc.unwrap_model(model)
     recipe.save(net, out / "model")
+    if (out / "model" / "model.safetensors").is_file():  # checked on every load from now on
+        from rodentseg.models.integrity import write_sha256sums
+
+        write_sha256sums(out / "model")
     if s is None:  # no step ran in this process (a finished run started again)
         s = evaluate_recipe(recipe, net, val_set, threshold)
     scores = {"recipe": cfg.recipe, "val_miou": float(s["iou"].mean()),
